@@ -1,0 +1,205 @@
+/**
+ * The whole model on the CPU, built from the reference ops: the oracle that the GPU trainer
+ * is checked against, and a (slow) backend of its own (`--backend cpu`).
+ */
+
+import { type LayerSpec, type ModelConfig, type ModelLayout, modelLayout, view } from "../model.ts";
+import {
+  batchnormBackward,
+  batchnormForward,
+  batchnormInference,
+  batchnormRunningUpdate,
+} from "./batchnorm.ts";
+import { crossEntropyBackward, crossEntropyForward } from "./cross_entropy.ts";
+import { embeddingBackward, embeddingForward } from "./embedding.ts";
+import { linearBackward, linearForward } from "./linear.ts";
+import { sgdUpdate } from "./sgd.ts";
+import { tanhBackward, tanhForward } from "./tanh.ts";
+import type { Floats } from "./types.ts";
+
+export type Mode = "train" | "eval";
+
+/** What one layer keeps from forward for backward. All [B, nOut] except the statistics. */
+interface LayerCache {
+  inp: Floats; // [B, nIn]: the previous layer's output (or the embedding)
+  h: Floats; // linear output
+  xhat: Floats; // normalized h (BatchNorm layers)
+  mean: Floats; // [nOut] batch statistics
+  variance: Floats;
+  invstd: Floats;
+  y: Floats; // BatchNorm output
+  out: Floats; // what the next layer sees: tanh(y), y, or h
+}
+
+function alloc(like: Floats, n: number): Floats {
+  return like instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+}
+
+export class CpuModel {
+  readonly config: ModelConfig;
+  readonly layout: ModelLayout;
+  readonly params: Floats;
+  readonly buffers: Floats;
+  readonly grads: Floats;
+  #B = 0;
+  #ctx: Int32Array = new Int32Array(0);
+  #x0: Floats;
+  #caches: LayerCache[] = [];
+  #probs: Floats;
+  #dlogits: Floats;
+
+  /** Float32Array storage mirrors the GPU; Float64Array is for finite-difference checks. */
+  constructor(config: ModelConfig, params: Floats, buffers: Floats) {
+    this.config = config;
+    this.layout = modelLayout(config);
+    if (params.length !== this.layout.nParams || buffers.length !== this.layout.nBuffers) {
+      throw new Error("parameter or buffer array does not match the model layout");
+    }
+    this.params = params;
+    this.buffers = buffers;
+    this.grads = alloc(params, params.length);
+    this.#x0 = alloc(params, 0);
+    this.#probs = alloc(params, 0);
+    this.#dlogits = alloc(params, 0);
+  }
+
+  #resize(B: number): void {
+    if (B === this.#B) return;
+    const p = this.params;
+    const { blockSize, nEmbd, vocabSize } = this.config;
+    this.#x0 = alloc(p, B * blockSize * nEmbd);
+    let inp = this.#x0;
+    this.#caches = this.layout.layers.map((l: LayerSpec) => {
+      const c: LayerCache = {
+        inp,
+        h: alloc(p, B * l.nOut),
+        xhat: alloc(p, l.bn ? B * l.nOut : 0),
+        mean: alloc(p, l.nOut),
+        variance: alloc(p, l.nOut),
+        invstd: alloc(p, l.nOut),
+        y: alloc(p, l.bn ? B * l.nOut : 0),
+        out: alloc(p, 0),
+      };
+      c.out = l.tanh ? alloc(p, B * l.nOut) : l.bn ? c.y : c.h;
+      inp = c.out;
+      return c;
+    });
+    this.#probs = alloc(p, B * vocabSize);
+    this.#dlogits = alloc(p, B * vocabSize);
+    this.#B = B;
+  }
+
+  /**
+   * Logits for a batch of contexts [B, blockSize]. "train" normalizes with the batch's
+   * statistics and moves the running statistics toward them; "eval" uses the running ones.
+   */
+  logits(ctx: Int32Array, mode: Mode): Floats {
+    const B = ctx.length / this.config.blockSize;
+    if (mode === "train" && this.layout.layers.some((l) => l.bn) && B < 2) {
+      throw new Error("BatchNorm in training mode needs a batch of at least 2");
+    }
+    this.#resize(B);
+    this.#ctx = ctx;
+    const { params: p, buffers: buf, config } = this;
+    embeddingForward(this.#x0, view(p, this.layout.embedding), ctx, ctx.length, config.nEmbd);
+    this.layout.layers.forEach((l, i) => {
+      const c = this.#caches[i];
+      const bias = l.bias ? view(p, l.bias) : null;
+      linearForward(c.h, c.inp, view(p, l.weight), bias, B, l.nIn, l.nOut);
+      if (l.bn) {
+        const [gamma, beta] = [view(p, l.bn.gamma), view(p, l.bn.beta)];
+        const [runMean, runVar] = [view(buf, l.bn.runMean), view(buf, l.bn.runVar)];
+        if (mode === "train") {
+          batchnormForward(
+            c.y,
+            c.xhat,
+            c.mean,
+            c.variance,
+            c.invstd,
+            c.h,
+            gamma,
+            beta,
+            B,
+            l.nOut,
+            config.bnEps,
+          );
+          batchnormRunningUpdate(runMean, runVar, c.mean, c.variance, l.nOut, config.bnMomentum);
+        } else {
+          batchnormInference(c.y, c.h, gamma, beta, runMean, runVar, B, l.nOut, config.bnEps);
+        }
+      }
+      if (l.tanh) tanhForward(c.out, l.bn ? c.y : c.h, B * l.nOut);
+    });
+    return this.#caches.at(-1)!.out;
+  }
+
+  /** The mean cross-entropy of a batch; keeps what backward needs. */
+  forward(ctx: Int32Array, targets: Int32Array, mode: Mode): number {
+    const logits = this.logits(ctx, mode);
+    return crossEntropyForward(this.#probs, logits, targets, this.#B, this.config.vocabSize);
+  }
+
+  /** Gradients of the last forward's loss (which must have run in "train" mode). */
+  backward(targets: Int32Array): void {
+    const { params: p, grads: g, config } = this;
+    const B = this.#B;
+    let dout = this.#dlogits;
+    crossEntropyBackward(dout, this.#probs, targets, B, config.vocabSize);
+    for (let i = this.layout.layers.length - 1; i >= 0; i--) {
+      const l = this.layout.layers[i];
+      const c = this.#caches[i];
+      const n = B * l.nOut;
+      if (l.tanh) {
+        const dy = alloc(p, n);
+        tanhBackward(dy, dout, c.out, n);
+        dout = dy;
+      }
+      if (l.bn) {
+        const dh = alloc(p, n);
+        batchnormBackward(
+          dh,
+          view(g, l.bn.gamma),
+          view(g, l.bn.beta),
+          dout,
+          c.xhat,
+          c.invstd,
+          view(p, l.bn.gamma),
+          B,
+          l.nOut,
+        );
+        dout = dh;
+      }
+      const dinp = alloc(p, B * l.nIn);
+      const dbias = l.bias ? view(g, l.bias) : null;
+      linearBackward(
+        dinp,
+        view(g, l.weight),
+        dbias,
+        dout,
+        c.inp,
+        view(p, l.weight),
+        B,
+        l.nIn,
+        l.nOut,
+      );
+      dout = dinp;
+    }
+    const emb = this.layout.embedding;
+    embeddingBackward(
+      view(g, emb),
+      dout,
+      this.#ctx,
+      this.#ctx.length,
+      config.nEmbd,
+      config.vocabSize,
+    );
+  }
+
+  /** One SGD step on a batch; returns the batch loss before the update. */
+  step(ctx: Int32Array, targets: Int32Array, lr: number): number {
+    const loss = this.forward(ctx, targets, "train");
+    this.backward(targets);
+    sgdUpdate(this.params, this.grads, lr, this.params.length);
+    return loss;
+  }
+}

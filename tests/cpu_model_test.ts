@@ -1,0 +1,98 @@
+import { CpuModel } from "../src/cpu/model.ts";
+import { makeDataset, readWords } from "../src/data.ts";
+import { initModel, learningRate, type ModelConfig, modelLayout, PRESETS } from "../src/model.ts";
+import { Rng } from "../src/rng.ts";
+import { assert, assertEquals, assertGradClose, randInts } from "./util.ts";
+
+const small = (over: Partial<ModelConfig>): ModelConfig => ({
+  ...PRESETS.seed.model,
+  vocabSize: 6,
+  blockSize: 3,
+  nEmbd: 4,
+  nHidden: 7,
+  nLayers: 2,
+  ...over,
+});
+
+const variants: [string, ModelConfig][] = [
+  ["seed-shaped (output BatchNorm)", small({})],
+  [
+    "lecture-shaped (output bias)",
+    small({ ...PRESETS.lecture.model, vocabSize: 5, nHidden: 9, nEmbd: 3, blockSize: 2 }),
+  ],
+];
+
+for (const [name, config] of variants) {
+  Deno.test(`cpu model ${name}: every parameter's gradient matches finite differences`, () => {
+    const init = initModel(config, new Rng(11));
+    // Larger output weights than the lecture's 0.01, so every gradient is well above rounding.
+    const params = Float64Array.from(init.params, (v) => v * 3);
+    const model = new CpuModel(config, params, Float64Array.from(init.buffers));
+    const rng = new Rng(12);
+    const B = 5;
+    const ctx = randInts(rng, B * config.blockSize, config.vocabSize);
+    const targets = randInts(rng, B, config.vocabSize);
+    const f = () => model.forward(ctx, targets, "train");
+    f();
+    model.backward(targets);
+    const grads = Float64Array.from(model.grads);
+    for (const t of model.layout.params) {
+      const x = params.subarray(t.offset, t.offset + t.size);
+      const g = grads.subarray(t.offset, t.offset + t.size);
+      assertGradClose(t.name, x, g, f);
+    }
+  });
+}
+
+Deno.test("cpu model: layout of the seed preset", () => {
+  const layout = modelLayout({ ...PRESETS.seed.model, vocabSize: 27 });
+  assertEquals(layout.params.map((t) => t.name).slice(0, 4), [
+    "embedding.weight",
+    "hidden.0.weight",
+    "hidden.0.bn.gamma",
+    "hidden.0.bn.beta",
+  ]);
+  // 270 + 30*200 + 4*200*200 + 200*27 + 5*400 + 2*27: makemore part 3 reports 47,551 for the
+  // 100-wide version; this is the 200-wide one.
+  assertEquals(layout.nParams, 270 + 6000 + 160000 + 5400 + 2000 + 54);
+  assertEquals(layout.nBuffers, 2 * (5 * 200 + 27));
+  const lecture = modelLayout({ ...PRESETS.lecture.model, vocabSize: 27 });
+  assertEquals(lecture.nParams, 12_097); // makemore part 3's first network
+});
+
+Deno.test("cpu model: the untrained model's loss is close to ln(vocab), then training lowers it", () => {
+  const words = readWords(new URL("../data/names.txt", import.meta.url).pathname);
+  const ds = makeDataset(words, 3, 42);
+  for (const preset of ["seed", "lecture"] as const) {
+    const config = {
+      ...PRESETS[preset].model,
+      vocabSize: ds.vocab.size,
+      nHidden: 64,
+      nLayers: preset === "seed" ? 2 : 1,
+    };
+    const { params, buffers } = initModel(config, new Rng(1));
+    const model = new CpuModel(config, params, buffers);
+    const rng = new Rng(2);
+    const B = 32;
+    const batch = () => {
+      const ix = Array.from({ length: B }, () => rng.randint(ds.examples.train.n));
+      const ctx = new Int32Array(B * 3);
+      const y = new Int32Array(B);
+      ix.forEach((i, b) => {
+        ctx.set(ds.examples.train.x.subarray(3 * i, 3 * i + 3), 3 * b);
+        y[b] = ds.examples.train.y[i];
+      });
+      return [ctx, y] as const;
+    };
+    const [ctx0, y0] = batch();
+    const initial = model.forward(ctx0, y0, "eval");
+    const losses: number[] = [];
+    for (let s = 0; s < 300; s++) {
+      const [ctx, y] = batch();
+      losses.push(model.step(ctx, y, learningRate(PRESETS[preset].train, s)));
+    }
+    const last = losses.slice(-50).reduce((a, b) => a + b) / 50;
+    assert(Math.abs(initial - Math.log(27)) < 0.1, `${preset}: initial loss ${initial}`);
+    assert(last < 2.85, `${preset}: loss after 300 steps ${last}`);
+  }
+});
