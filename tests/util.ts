@@ -2,6 +2,7 @@
 
 import nodeAssert from "node:assert";
 import type { Rng } from "../src/rng.ts";
+import { type Gpu, openGpu } from "../src/gpu/device.ts";
 
 // Deno's @std/assert lives on JSR, which this project cannot reach; node:assert under the
 // names Deno users know.
@@ -72,11 +73,14 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
-/** max |a - b| / max(|b|): one relative error for a whole tensor. */
-export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/**
+ * max |a - b| / max(|b|): one relative error for a whole tensor. `floor` bounds the scale from
+ * below, for tensors that are zero up to rounding (a bias feeding a BatchNorm has no gradient).
+ */
+export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
   let err = 0;
-  let scale = 0;
+  let scale = floor;
   for (let i = 0; i < a.length; i++) {
     err = Math.max(err, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(b[i]));
@@ -105,4 +109,14 @@ export async function runCli(
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Runs `fn` with a fresh WebGPU device and destroys the device afterwards. */
+export async function withGpu<T>(fn: (gpu: Gpu) => Promise<T>): Promise<T> {
+  const gpu = await openGpu();
+  try {
+    return await fn(gpu);
+  } finally {
+    gpu.device.destroy();
+  }
 }

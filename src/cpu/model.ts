@@ -16,11 +16,12 @@ import { linearBackward, linearForward } from "./linear.ts";
 import { sgdUpdate } from "./sgd.ts";
 import { tanhBackward, tanhForward } from "./tanh.ts";
 import type { Floats } from "./types.ts";
+import type { Examples } from "../data.ts";
 
 export type Mode = "train" | "eval";
 
 /** What one layer keeps from forward for backward. All [B, nOut] except the statistics. */
-interface LayerCache {
+export interface LayerCache {
   inp: Floats; // [B, nIn]: the previous layer's output (or the embedding)
   h: Floats; // linear output
   xhat: Floats; // normalized h (BatchNorm layers)
@@ -29,6 +30,7 @@ interface LayerCache {
   invstd: Floats;
   y: Floats; // BatchNorm output
   out: Floats; // what the next layer sees: tanh(y), y, or h
+  dh: Floats; // after backward: the gradient of the loss w.r.t. h
 }
 
 function alloc(like: Floats, n: number): Floats {
@@ -47,6 +49,7 @@ export class CpuModel {
   #caches: LayerCache[] = [];
   #probs: Floats;
   #dlogits: Floats;
+  #dx0: Floats;
 
   /** Float32Array storage mirrors the GPU; Float64Array is for finite-difference checks. */
   constructor(config: ModelConfig, params: Floats, buffers: Floats) {
@@ -61,6 +64,7 @@ export class CpuModel {
     this.#x0 = alloc(params, 0);
     this.#probs = alloc(params, 0);
     this.#dlogits = alloc(params, 0);
+    this.#dx0 = alloc(params, 0);
   }
 
   #resize(B: number): void {
@@ -79,6 +83,7 @@ export class CpuModel {
         invstd: alloc(p, l.nOut),
         y: alloc(p, l.bn ? B * l.nOut : 0),
         out: alloc(p, 0),
+        dh: alloc(p, B * l.nOut),
       };
       c.out = l.tanh ? alloc(p, B * l.nOut) : l.bn ? c.y : c.h;
       inp = c.out;
@@ -86,14 +91,25 @@ export class CpuModel {
     });
     this.#probs = alloc(p, B * vocabSize);
     this.#dlogits = alloc(p, B * vocabSize);
+    this.#dx0 = alloc(p, B * blockSize * nEmbd);
     this.#B = B;
+  }
+
+  /** The last pass's values, layer by layer, for tests and diagnostics. */
+  get caches(): readonly LayerCache[] {
+    return this.#caches;
+  }
+
+  /** The last pass's embedding output [B, blockSize * nEmbd] and, after backward, its gradient. */
+  get embedding(): { x0: Floats; dx0: Floats } {
+    return { x0: this.#x0, dx0: this.#dx0 };
   }
 
   /**
    * Logits for a batch of contexts [B, blockSize]. "train" normalizes with the batch's
    * statistics and moves the running statistics toward them; "eval" uses the running ones.
    */
-  logits(ctx: Int32Array, mode: Mode): Floats {
+  logits(ctx: Int32Array, mode: Mode, stopAfterLinear?: number): Floats {
     const B = ctx.length / this.config.blockSize;
     if (mode === "train" && this.layout.layers.some((l) => l.bn) && B < 2) {
       throw new Error("BatchNorm in training mode needs a batch of at least 2");
@@ -102,10 +118,12 @@ export class CpuModel {
     this.#ctx = ctx;
     const { params: p, buffers: buf, config } = this;
     embeddingForward(this.#x0, view(p, this.layout.embedding), ctx, ctx.length, config.nEmbd);
-    this.layout.layers.forEach((l, i) => {
+    for (let i = 0; i < this.layout.layers.length; i++) {
+      const l = this.layout.layers[i];
       const c = this.#caches[i];
       const bias = l.bias ? view(p, l.bias) : null;
       linearForward(c.h, c.inp, view(p, l.weight), bias, B, l.nIn, l.nOut);
+      if (i === stopAfterLinear) return c.h;
       if (l.bn) {
         const [gamma, beta] = [view(p, l.bn.gamma), view(p, l.bn.beta)];
         const [runMean, runVar] = [view(buf, l.bn.runMean), view(buf, l.bn.runVar)];
@@ -129,7 +147,7 @@ export class CpuModel {
         }
       }
       if (l.tanh) tanhForward(c.out, l.bn ? c.y : c.h, B * l.nOut);
-    });
+    }
     return this.#caches.at(-1)!.out;
   }
 
@@ -155,9 +173,8 @@ export class CpuModel {
         dout = dy;
       }
       if (l.bn) {
-        const dh = alloc(p, n);
         batchnormBackward(
-          dh,
+          c.dh,
           view(g, l.bn.gamma),
           view(g, l.bn.beta),
           dout,
@@ -167,9 +184,11 @@ export class CpuModel {
           B,
           l.nOut,
         );
-        dout = dh;
+      } else {
+        c.dh.set(dout);
       }
-      const dinp = alloc(p, B * l.nIn);
+      dout = c.dh;
+      const dinp = i === 0 ? this.#dx0 : alloc(p, B * l.nIn);
       const dbias = l.bias ? view(g, l.bias) : null;
       linearBackward(
         dinp,
@@ -193,6 +212,46 @@ export class CpuModel {
       config.nEmbd,
       config.vocabSize,
     );
+  }
+
+  /** Mean loss over a split in evaluation mode, in chunks of `chunk` rows. */
+  evaluate(ex: Examples, chunk = 4096): number {
+    let total = 0;
+    for (let row = 0; row < ex.n; row += chunk) {
+      const n = Math.min(chunk, ex.n - row);
+      const T = ex.blockSize;
+      total += n *
+        this.forward(ex.x.subarray(row * T, (row + n) * T), ex.y.subarray(row, row + n), "eval");
+    }
+    return total / ex.n;
+  }
+
+  /**
+   * Sets each BatchNorm's running statistics to the mean and unbiased variance of its input
+   * over all the examples, layer by layer with the layers before already calibrated (the
+   * statistics makemore computes over the training split after training).
+   */
+  calibrate(ex: Examples, chunk = 4096): void {
+    const T = ex.blockSize;
+    this.layout.layers.forEach((l, i) => {
+      if (!l.bn) return;
+      const mean = new Float64Array(l.nOut);
+      const m2 = new Float64Array(l.nOut);
+      for (let row = 0; row < ex.n; row += chunk) {
+        const n = Math.min(chunk, ex.n - row);
+        const h = this.logits(ex.x.subarray(row * T, (row + n) * T), "eval", i);
+        for (let b = 0; b < n; b++) {
+          const count = row + b + 1; // Welford's update, in float64
+          for (let j = 0; j < l.nOut; j++) {
+            const d = h[b * l.nOut + j] - mean[j];
+            mean[j] += d / count;
+            m2[j] += d * (h[b * l.nOut + j] - mean[j]);
+          }
+        }
+      }
+      view(this.buffers, l.bn.runMean).set(mean);
+      view(this.buffers, l.bn.runVar).set(m2.map((v) => v / Math.max(ex.n - 1, 1)));
+    });
   }
 
   /** One SGD step on a batch; returns the batch loss before the update. */

@@ -1,0 +1,76 @@
+// Declarations shared by every kernel; src/gpu/kernels.ts prepends this file to each op's file.
+//
+// Memory model of a training step (see src/gpu/trainer.ts):
+// - P holds the parameters before the step, Pn receives them after it. Every parameter is
+//   written to Pn exactly once per step, by the kernel that computes its gradient (SGD is fused
+//   there, see sgd.wgsl), and the two buffers swap roles for the next step ("ping-pong").
+// - A holds activations and their gradients, batch-major: [rows][features], every row padded
+//   to a multiple of 4 features and read as vec4. Padding is zero and stays zero.
+// - R holds the BatchNorm running statistics, D the token ids of the examples (the contexts
+//   [rows][block] followed by the targets [rows]), Lo the losses.
+// Offsets in Op are in vec4 units of the buffer they index.
+
+struct Step {
+  lr: f32,
+  rows: u32,        // examples in this pass: the batch, or one evaluation chunk
+  data: u32,        // index in D of this pass's contexts
+  loss: u32,        // index in Lo where this pass writes its loss
+  mode: u32,        // MODE_TRAIN or MODE_EVAL
+  stats_layer: u32, // in MODE_EVAL: the layer that measures its batch statistics, or NONE
+}
+
+const MODE_TRAIN = 0u;
+const MODE_EVAL = 1u;
+const NONE = 0xffffffffu;
+
+const HAS_BIAS = 1u;
+const HAS_BN = 2u;
+const HAS_TANH = 4u;
+
+// One layer (or the embedding), as the kernels see it. Unused fields are 0.
+struct Op {
+  index: u32,     // layer number (for Step.stats_layer)
+  flags: u32,     // HAS_BIAS | HAS_BN | HAS_TANH
+  n_in: u32,      // input features
+  n_out: u32,     // output features
+  in_q: u32,      // input row length in vec4 (n_in rounded up, / 4)
+  out_q: u32,     // output row length in vec4
+  x: u32,         // A: input [rows][in_q]
+  h: u32,         // A: linear output before BatchNorm [rows][out_q]
+  t: u32,         // A: layer output [rows][out_q] (after BatchNorm and tanh, if any)
+  dh: u32,        // A: gradient of the loss w.r.t. h [rows][out_q]
+  stats: u32,     // A: batch mean [out_q], then unbiased batch variance [out_q]
+  w: u32,         // P: weight [in_q * 4][out_q]; the embedding table for the embedding op
+  bias: u32,      // P: [out_q]
+  gamma: u32,     // P: [out_q]
+  beta: u32,      // P: [out_q]
+  run_mean: u32,  // R: [out_q]
+  run_var: u32,   // R: [out_q]
+  dw_groups: u32, // linear_backward: workgroups computing dW (the rest compute dx)
+  momentum: f32,  // BatchNorm running-statistics momentum
+  eps: f32,       // BatchNorm epsilon
+  embd: u32,      // embedding: dimensions per token
+  block: u32,     // embedding: tokens per context
+  vocab: u32,     // embedding: table rows
+}
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(1) @binding(0) var<uniform> op: Op;
+@group(1) @binding(1) var<uniform> prev: Op; // linear_backward: the layer feeding this one
+@group(1) @binding(2) var<storage, read> P: array<vec4f>;
+@group(1) @binding(3) var<storage, read_write> Pn: array<vec4f>;
+@group(1) @binding(4) var<storage, read_write> A: array<vec4f>;
+@group(1) @binding(5) var<storage, read_write> R: array<vec4f>;
+@group(1) @binding(6) var<storage, read> D: array<i32>;
+@group(1) @binding(7) var<storage, read_write> Lo: array<f32>;
+
+// Scalar access to the vec4 buffers, for the embedding's unaligned rows. `i` counts floats.
+fn read_p(i: u32) -> f32 {
+  return P[i >> 2u][i & 3u];
+}
+fn read_a(i: u32) -> f32 {
+  return A[i >> 2u][i & 3u];
+}
+fn write_a(i: u32, v: f32) {
+  A[i >> 2u][i & 3u] = v;
+}

@@ -1,0 +1,90 @@
+// Softmax cross-entropy (CPU reference: src/cpu/cross_entropy.ts): the loss is the mean over
+// the batch of -log softmax(logits)[target].
+//
+// One kernel computes the loss and its gradient (softmax - onehot(target)) / B together: both
+// need the row's maximum and sum of exponentials, and the gradient of the fused pair is that
+// simple difference, where going through the softmax's own Jacobian would cost more and lose
+// accuracy. When the output layer has a BatchNorm, its backward (and its SGD) runs here too,
+// because it needs the whole column of gradients, which this one workgroup has just produced.
+//
+// Training runs one workgroup; evaluation may run several, each writing its partial sum of
+// the losses to Lo[step.loss + workgroup] for the host to add up.
+
+const WG = 64u;
+
+var<workgroup> partial: array<f32, WG>;
+
+// Which of the 4 logits in vec4 n are real rather than padding.
+fn real_logits(n: u32) -> vec4<bool> {
+  return 4u * n + vec4u(0u, 1u, 2u, 3u) < vec4u(op.n_out);
+}
+
+@compute @workgroup_size(WG)
+fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
+                 @builtin(num_workgroups) groups: vec3u) {
+  let rows = step.rows;
+  let train = step.mode == MODE_TRAIN;
+  let targets = step.data + rows * op.block;
+  let lowest = vec4f(-3.4e38);
+  var loss = 0.0;
+  for (var r = wg.x * WG + li; r < rows; r += groups.x * WG) {
+    let row = op.t + r * op.out_q;
+    var m = lowest;
+    for (var n = 0u; n < op.out_q; n++) {
+      m = max(m, select(lowest, A[row + n], real_logits(n)));
+    }
+    let row_max = max(max(m.x, m.y), max(m.z, m.w)); // subtracted so that exp cannot overflow
+    var s = vec4f(0.0);
+    for (var n = 0u; n < op.out_q; n++) {
+      s += select(vec4f(0.0), exp(A[row + n] - row_max), real_logits(n));
+    }
+    let sum = s.x + s.y + s.z + s.w;
+    let label = u32(D[targets + r]);
+    loss += log(sum) + row_max - A[row + label / 4u][label % 4u];
+    if (train) {
+      for (var n = 0u; n < op.out_q; n++) {
+        let p = select(vec4f(0.0), exp(A[row + n] - row_max) / sum, real_logits(n));
+        let onehot = select(vec4f(0.0), vec4f(1.0), 4u * n + vec4u(0u, 1u, 2u, 3u) == vec4u(label));
+        A[op.dh + r * op.out_q + n] = (p - onehot) / f32(rows);
+      }
+    }
+  }
+
+  partial[li] = loss;
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half /= 2u) {
+    if (li < half) {
+      partial[li] += partial[li + half];
+    }
+    workgroupBarrier();
+  }
+  if (li == 0u) {
+    Lo[step.loss + wg.x] = select(partial[0], partial[0] / f32(rows), train);
+  }
+  if (!train || (op.flags & HAS_BN) == 0u) {
+    return;
+  }
+
+  // Output BatchNorm backward, a column (vec4) per invocation: the gradient just written is the
+  // gradient w.r.t. the BatchNorm's output; turn it into the gradient w.r.t. its input h.
+  storageBarrier(); // every invocation's rows of gradient are written and visible
+  for (var q = li; q < op.out_q; q += WG) {
+    let mean = A[op.stats + q];
+    let invstd = bn_invstd(A[op.stats + op.out_q + q], op.eps);
+    var sum_dy = vec4f(0.0);
+    var sum_dy_xhat = vec4f(0.0);
+    for (var r = 0u; r < rows; r++) {
+      let dy = A[op.dh + r * op.out_q + q];
+      sum_dy += dy;
+      sum_dy_xhat += dy * (A[op.h + r * op.out_q + q] - mean) * invstd;
+    }
+    let gamma = P[op.gamma + q];
+    for (var r = 0u; r < rows; r++) {
+      let at = r * op.out_q + q;
+      let xhat = (A[op.h + at] - mean) * invstd;
+      A[op.dh + at] = bn_backward(A[op.dh + at], xhat, invstd, gamma, sum_dy, sum_dy_xhat, rows);
+    }
+    Pn[op.gamma + q] = sgd(gamma, sum_dy_xhat);
+    Pn[op.beta + q] = sgd(P[op.beta + q], sum_dy);
+  }
+}

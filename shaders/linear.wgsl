@@ -1,0 +1,259 @@
+// Linear layer (CPU reference: src/cpu/linear.ts): h = x @ W (+ b), W stored [in][out].
+//
+// linear_forward computes h and then, as an epilogue, the layer's BatchNorm and tanh;
+// linear_backward computes dW (applying SGD to W) and dx, and as the epilogue of dx runs the
+// *previous* layer's tanh and BatchNorm backward, turning dx into that layer's dh. Each
+// epilogue needs sums over the batch of a column, so a workgroup owns whole columns: all rows
+// of a few output features. Fusing saves a dispatch per op (~20 us each on llvmpipe, a few us
+// on a GPU) and the loads and stores of the intermediate values.
+//
+// Tiling, chosen for llvmpipe, which runs 8 invocations as the lanes of one SIMD register and
+// where a load costs far more than a multiply-add: an invocation owns one vec4 of output
+// features (4 columns) for RB rows, so each vec4 of W it loads serves RB rows, and the rows of x
+// it loads are the same for all 8 lanes. The workgroup is WX x WY: WX adjacent vec4 columns
+// times WY groups of rows.
+//
+// The loops take any row count, width and depth: rows beyond the end are clamped on load and
+// skipped on store, and padding features (to a multiple of 4) are zero in x, W and every
+// parameter, so they add nothing and receive zero gradients.
+
+const RB = 8u; // rows per invocation
+const RK = 8u; // rows of W per invocation in the weight gradient (a multiple of 4)
+const WX = 8u;
+const WY = 4u;
+
+var<workgroup> column_sums: array<vec4f, 32>; // WX * WY
+
+// The sum of v over the WY invocations of this column (same local_invocation_id.x).
+fn column_total(v: vec4f, lid: vec3u) -> vec4f {
+  workgroupBarrier(); // earlier readers of column_sums are done
+  column_sums[lid.y * WX + lid.x] = v;
+  workgroupBarrier();
+  var s = vec4f(0.0);
+  for (var y = 0u; y < WY; y++) {
+    s += column_sums[y * WX + lid.x];
+  }
+  return s;
+}
+
+// Forward. Grid: (ceil(out_q / WX), row groups); more than one row group only when the layer
+// needs no batch statistics.
+@compute @workgroup_size(WX, WY)
+fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+                  @builtin(num_workgroups) groups: vec3u) {
+  let rows = step.rows;
+  let q = wg.x * WX + lid.x;
+  let live = q < op.out_q;
+  let qc = min(q, op.out_q - 1u);
+  let bn = (op.flags & HAS_BN) != 0u;
+  let tanh_out = (op.flags & HAS_TANH) != 0u;
+  let batch_stats = bn && (step.mode == MODE_TRAIN || step.stats_layer == op.index);
+  let first = (wg.y * WY + lid.y) * RB;
+  let stride = groups.y * WY * RB;
+  var bias = vec4f(0.0);
+  if ((op.flags & HAS_BIAS) != 0u) {
+    bias = P[op.bias + qc];
+  }
+
+  // h = x @ W + b, over this invocation's rows; with BatchNorm, h is stored for the epilogue.
+  var sum = vec4f(0.0);
+  for (var r0 = first; r0 < rows; r0 += stride) {
+    var acc: array<vec4f, RB>;
+    for (var i = 0u; i < RB; i++) {
+      acc[i] = bias;
+    }
+    for (var k = 0u; k < op.in_q; k++) {
+      // Rows 4k..4k+3 of W, this invocation's 4 columns.
+      let wk = op.w + 4u * k * op.out_q + qc;
+      let w0 = P[wk];
+      let w1 = P[wk + op.out_q];
+      let w2 = P[wk + 2u * op.out_q];
+      let w3 = P[wk + 3u * op.out_q];
+      for (var i = 0u; i < RB; i++) {
+        let x = A[op.x + min(r0 + i, rows - 1u) * op.in_q + k];
+        acc[i] += x.x * w0 + x.y * w1 + x.z * w2 + x.w * w3;
+      }
+    }
+    for (var i = 0u; i < RB; i++) {
+      let r = r0 + i;
+      if (live && r < rows) {
+        if (bn) {
+          A[op.h + r * op.out_q + q] = acc[i];
+          sum += acc[i];
+        } else if (tanh_out) {
+          A[op.t + r * op.out_q + q] = tanh_forward(acc[i]);
+        } else {
+          A[op.t + r * op.out_q + q] = acc[i];
+        }
+      }
+    }
+  }
+  if (!bn) {
+    return;
+  }
+
+  // BatchNorm: the batch's statistics (two passes, for accuracy) or the running ones.
+  var mean: vec4f;
+  var variance: vec4f;
+  if (batch_stats) {
+    mean = column_total(sum, lid) / f32(rows);
+    // Each invocation re-reads the rows it wrote: no storage barrier is needed.
+    var sum_sq = vec4f(0.0);
+    for (var r0 = first; r0 < rows; r0 += stride) {
+      for (var i = 0u; i < RB; i++) {
+        let r = r0 + i;
+        if (live && r < rows) {
+          let d = A[op.h + r * op.out_q + q] - mean;
+          sum_sq += d * d;
+        }
+      }
+    }
+    variance = bn_variance(column_total(sum_sq, lid), rows);
+    if (lid.y == 0u && live) {
+      A[op.stats + q] = mean;
+      A[op.stats + op.out_q + q] = variance;
+      if (step.mode == MODE_TRAIN) {
+        R[op.run_mean + q] = bn_running(R[op.run_mean + q], mean, op.momentum);
+        R[op.run_var + q] = bn_running(R[op.run_var + q], variance, op.momentum);
+      }
+    }
+  } else {
+    mean = R[op.run_mean + qc];
+    variance = R[op.run_var + qc];
+  }
+  let invstd = bn_invstd(variance, op.eps);
+  let gamma = P[op.gamma + qc];
+  let beta = P[op.beta + qc];
+  for (var r0 = first; r0 < rows; r0 += stride) {
+    for (var i = 0u; i < RB; i++) {
+      let r = r0 + i;
+      if (live && r < rows) {
+        let y = bn_forward(A[op.h + r * op.out_q + q], mean, invstd, gamma, beta);
+        A[op.t + r * op.out_q + q] = select(y, tanh_forward(y), tanh_out);
+      }
+    }
+  }
+}
+
+// Backward: workgroups below op.dw_groups compute tiles of dW, the others slices of dx.
+@compute @workgroup_size(WX, WY)
+fn linear_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  if (wg.x < op.dw_groups) {
+    weight_gradient(wg.x, lid);
+  } else {
+    input_gradient(wg.x - op.dw_groups, lid);
+  }
+}
+
+// dW = x^T @ dh, one RK x 4 block per invocation, then W' = W - lr dW into Pn; the bias
+// gradient (sum over rows of dh) rides along in the first row of tiles.
+fn weight_gradient(tile: u32, lid: vec3u) {
+  let rows = step.rows;
+  let col_tiles = (op.out_q + WX - 1u) / WX;
+  let q = (tile % col_tiles) * WX + lid.x;
+  let live = q < op.out_q;
+  let qc = min(q, op.out_q - 1u);
+  let k0 = ((tile / col_tiles) * WY + lid.y) * RK; // first row of W (a multiple of 4)
+  var acc: array<vec4f, RK>;
+  for (var i = 0u; i < RK; i++) {
+    acc[i] = vec4f(0.0);
+  }
+  var bias_grad = vec4f(0.0);
+  for (var b = 0u; b < rows; b++) {
+    let g = A[op.dh + b * op.out_q + qc];
+    bias_grad += g;
+    for (var j = 0u; j < RK / 4u; j++) {
+      let x = A[op.x + b * op.in_q + min(k0 / 4u + j, op.in_q - 1u)];
+      acc[4u * j] += x.x * g;
+      acc[4u * j + 1u] += x.y * g;
+      acc[4u * j + 2u] += x.z * g;
+      acc[4u * j + 3u] += x.w * g;
+    }
+  }
+  for (var i = 0u; i < RK; i++) {
+    let k = k0 + i;
+    if (live && k < 4u * op.in_q) {
+      let at = op.w + k * op.out_q + q;
+      Pn[at] = sgd(P[at], acc[i]);
+    }
+  }
+  if ((op.flags & HAS_BIAS) != 0u && k0 == 0u && live) {
+    Pn[op.bias + q] = sgd(P[op.bias + q], bias_grad);
+  }
+}
+
+// dx = dh @ W^T for all rows of 4 input features, then the previous layer's backward: through
+// its tanh, then its BatchNorm (updating its gamma and beta), leaving its dh in prev.dh.
+// Without them (the first layer, whose input is the embedding) dx itself goes to prev.dh.
+fn input_gradient(tile: u32, lid: vec3u) {
+  let rows = step.rows;
+  let iq = tile * WX + lid.x; // this invocation's input vec4
+  let live = iq < op.in_q;
+  let ic = min(iq, op.in_q - 1u);
+  let bn = (prev.flags & HAS_BN) != 0u;
+  let tanh_in = (prev.flags & HAS_TANH) != 0u;
+  var mean = vec4f(0.0);
+  var invstd = vec4f(0.0);
+  if (bn) {
+    mean = A[prev.stats + ic];
+    invstd = bn_invstd(A[prev.stats + prev.out_q + ic], prev.eps);
+  }
+
+  var sum_dy = vec4f(0.0);
+  var sum_dy_xhat = vec4f(0.0);
+  for (var r0 = lid.y * RB; r0 < rows; r0 += WY * RB) {
+    var acc: array<vec4f, RB>;
+    for (var i = 0u; i < RB; i++) {
+      acc[i] = vec4f(0.0);
+    }
+    for (var n = 0u; n < op.out_q; n++) {
+      // Rows 4*ic..4*ic+3 of W (this invocation's input features), output features 4n..4n+3.
+      let wn = op.w + 4u * ic * op.out_q + n;
+      let w0 = P[wn];
+      let w1 = P[wn + op.out_q];
+      let w2 = P[wn + 2u * op.out_q];
+      let w3 = P[wn + 3u * op.out_q];
+      for (var i = 0u; i < RB; i++) {
+        let d = A[op.dh + min(r0 + i, rows - 1u) * op.out_q + n];
+        acc[i] += vec4f(dot(w0, d), dot(w1, d), dot(w2, d), dot(w3, d));
+      }
+    }
+    for (var i = 0u; i < RB; i++) {
+      let r = r0 + i;
+      if (live && r < rows) {
+        let at = r * op.in_q + iq;
+        var dy = acc[i];
+        if (tanh_in) {
+          dy = tanh_backward(dy, A[prev.t + at]);
+        }
+        if (bn) {
+          sum_dy += dy;
+          sum_dy_xhat += dy * (A[prev.h + at] - mean) * invstd;
+        }
+        A[prev.dh + at] = dy; // with BatchNorm, dy is turned into dh below
+      }
+    }
+  }
+  if (!bn) {
+    return;
+  }
+
+  sum_dy = column_total(sum_dy, lid);
+  sum_dy_xhat = column_total(sum_dy_xhat, lid);
+  let gamma = P[prev.gamma + ic];
+  for (var r0 = lid.y * RB; r0 < rows; r0 += WY * RB) {
+    for (var i = 0u; i < RB; i++) {
+      let r = r0 + i;
+      if (live && r < rows) {
+        let at = r * op.in_q + iq;
+        let xhat = (A[prev.h + at] - mean) * invstd;
+        A[prev.dh + at] = bn_backward(A[prev.dh + at], xhat, invstd, gamma, sum_dy, sum_dy_xhat,
+                                      rows);
+      }
+    }
+  }
+  if (lid.y == 0u && live) {
+    Pn[prev.gamma + iq] = sgd(gamma, sum_dy_xhat);
+    Pn[prev.beta + iq] = sgd(P[prev.beta + iq], sum_dy);
+  }
+}

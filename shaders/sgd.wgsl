@@ -1,0 +1,16 @@
+// Plain SGD (CPU reference: src/cpu/sgd.ts): p' = p - lr * grad.
+//
+// There is no separate SGD pass over the parameters. On llvmpipe every load and store costs far
+// more than the arithmetic, and a separate pass would store each gradient, then load it back
+// with its parameter. Instead the kernel that finishes a gradient applies this function while
+// the gradient is still in registers, reading the parameter from P and writing the result to
+// Pn, a second copy of the parameters (see common.wgsl): the step's other kernels keep reading
+// the old values from P, as the CPU reference does, so no kernel races with an update.
+
+fn sgd(param: vec4f, grad: vec4f) -> vec4f {
+  return param - step.lr * grad;
+}
+
+fn sgd1(param: f32, grad: f32) -> f32 {
+  return param - step.lr * grad;
+}
