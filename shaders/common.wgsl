@@ -1,13 +1,18 @@
 // Declarations shared by every kernel; src/gpu/kernels.ts prepends this file to each op's file.
 //
-// Memory model of a training step (see src/gpu/trainer.ts):
-// - P holds the parameters before the step, Pn receives them after it. Every parameter is
-//   written to Pn exactly once per step, by the kernel that computes its gradient (SGD is fused
-//   there, see sgd.wgsl), and the two buffers swap roles for the next step ("ping-pong").
-// - A holds activations and their gradients, batch-major: [rows][features], every row padded
-//   to a multiple of 4 features and read as vec4. Padding is zero and stays zero.
-// - R holds the BatchNorm running statistics, D the token ids of the examples (the contexts
-//   [rows][block] followed by the targets [rows]), Lo the losses.
+// Memory model of a training step (see src/gpu/model.ts):
+// - P holds the parameters and the BatchNorm running statistics before the step, Pn receives
+//   them after it. Every value is written to Pn exactly once per step, by the kernel that
+//   computes its update (SGD is fused there, see sgd.wgsl), and the two buffers swap roles for
+//   the next step ("ping-pong").
+// - Activations are batch-major, [rows][features], every row padded to a multiple of 4
+//   features and read as vec4; padding is zero and stays zero. Layer l's forward values live
+//   in activation buffer l % 2 and the gradients w.r.t. its h in gradient buffer l % 2 (the
+//   embedding counts as layer -1), so an op never writes the buffer it reads from: In/Out and
+//   Gin/Gout below. That lets In and Gin also be read through uniform-buffer windows, which
+//   llvmpipe loads several times faster than storage buffers (see linear.wgsl).
+// - D holds the token ids of the examples (the contexts [rows][block] followed by the targets
+//   [rows]), Lo the losses.
 // Offsets in Op are in vec4 units of the buffer they index.
 
 struct Step {
@@ -35,17 +40,17 @@ struct Op {
   n_out: u32,     // output features
   in_q: u32,      // input row length in vec4 (n_in rounded up, / 4)
   out_q: u32,     // output row length in vec4
-  x: u32,         // A: input [rows][in_q]
-  h: u32,         // A: linear output before BatchNorm [rows][out_q]
-  t: u32,         // A: layer output [rows][out_q] (after BatchNorm and tanh, if any)
-  dh: u32,        // A: gradient of the loss w.r.t. h [rows][out_q]
-  stats: u32,     // A: batch mean [out_q], then unbiased batch variance [out_q]
+  x: u32,         // In: input [rows][in_q]
+  h: u32,         // Out: linear output before BatchNorm [rows][out_q]
+  t: u32,         // Out: layer output [rows][out_q] (after BatchNorm and tanh, if any)
+  dh: u32,        // Gin: gradient of the loss w.r.t. h [rows][out_q]
+  stats: u32,     // Out: batch mean [out_q], then unbiased batch variance [out_q]
   w: u32,         // P: weight [in_q * 4][out_q]; the embedding table for the embedding op
   bias: u32,      // P: [out_q]
   gamma: u32,     // P: [out_q]
   beta: u32,      // P: [out_q]
-  run_mean: u32,  // R: [out_q]
-  run_var: u32,   // R: [out_q]
+  run_mean: u32,  // P: [out_q]
+  run_var: u32,   // P: [out_q]
   dw_groups: u32, // linear_backward: workgroups computing dW (the rest compute dx)
   momentum: f32,  // BatchNorm running-statistics momentum
   eps: f32,       // BatchNorm epsilon
@@ -54,23 +59,24 @@ struct Op {
   vocab: u32,     // embedding: table rows
 }
 
+// The uniform windows hold 64 KiB, the most a uniform binding may (maxUniformBufferBindingSize).
+const WINDOW = 4096u;
+
 @group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<uniform> op: Op;
 @group(1) @binding(1) var<uniform> prev: Op; // linear_backward: the layer feeding this one
 @group(1) @binding(2) var<storage, read> P: array<vec4f>;
 @group(1) @binding(3) var<storage, read_write> Pn: array<vec4f>;
-@group(1) @binding(4) var<storage, read_write> A: array<vec4f>;
-@group(1) @binding(5) var<storage, read_write> R: array<vec4f>;
-@group(1) @binding(6) var<storage, read> D: array<i32>;
-@group(1) @binding(7) var<storage, read_write> Lo: array<f32>;
+@group(1) @binding(4) var<storage, read> In: array<vec4f>;
+@group(1) @binding(5) var<storage, read_write> Out: array<vec4f>;
+@group(1) @binding(6) var<storage, read> Gin: array<vec4f>;
+@group(1) @binding(7) var<storage, read_write> Gout: array<vec4f>;
+@group(1) @binding(8) var<storage, read> D: array<i32>;
+@group(1) @binding(9) var<storage, read_write> Lo: array<f32>;
+@group(1) @binding(10) var<uniform> InWindow: array<vec4f, WINDOW>;  // In from op.x
+@group(1) @binding(11) var<uniform> GinWindow: array<vec4f, WINDOW>; // Gin from op.dh
 
 // Scalar access to the vec4 buffers, for the embedding's unaligned rows. `i` counts floats.
 fn read_p(i: u32) -> f32 {
   return P[i >> 2u][i & 3u];
-}
-fn read_a(i: u32) -> f32 {
-  return A[i >> 2u][i & 3u];
-}
-fn write_a(i: u32, v: f32) {
-  A[i >> 2u][i & 3u] = v;
 }

@@ -8,7 +8,9 @@
 // because it needs the whole column of gradients, which this one workgroup has just produced.
 //
 // Training runs one workgroup; evaluation may run several, each writing its partial sum of
-// the losses to Lo[step.loss + workgroup] for the host to add up.
+// the losses to Lo[step.loss + workgroup] for the host to add up. It runs with the output
+// layer's op: the logits (and h, and the batch statistics) in Out, the gradient it produces
+// in Gout.
 
 const WG = 64u;
 
@@ -31,21 +33,21 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
     let row = op.t + r * op.out_q;
     var m = lowest;
     for (var n = 0u; n < op.out_q; n++) {
-      m = max(m, select(lowest, A[row + n], real_logits(n)));
+      m = max(m, select(lowest, Out[row + n], real_logits(n)));
     }
     let row_max = max(max(m.x, m.y), max(m.z, m.w)); // subtracted so that exp cannot overflow
     var s = vec4f(0.0);
     for (var n = 0u; n < op.out_q; n++) {
-      s += select(vec4f(0.0), exp(A[row + n] - row_max), real_logits(n));
+      s += select(vec4f(0.0), exp(Out[row + n] - row_max), real_logits(n));
     }
     let sum = s.x + s.y + s.z + s.w;
     let label = u32(D[targets + r]);
-    loss += log(sum) + row_max - A[row + label / 4u][label % 4u];
+    loss += log(sum) + row_max - Out[row + label / 4u][label % 4u];
     if (train) {
       for (var n = 0u; n < op.out_q; n++) {
-        let p = select(vec4f(0.0), exp(A[row + n] - row_max) / sum, real_logits(n));
+        let p = select(vec4f(0.0), exp(Out[row + n] - row_max) / sum, real_logits(n));
         let onehot = select(vec4f(0.0), vec4f(1.0), 4u * n + vec4u(0u, 1u, 2u, 3u) == vec4u(label));
-        A[op.dh + r * op.out_q + n] = (p - onehot) / f32(rows);
+        Gout[op.dh + r * op.out_q + n] = (p - onehot) / f32(rows);
       }
     }
   }
@@ -69,20 +71,21 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
   // gradient w.r.t. the BatchNorm's output; turn it into the gradient w.r.t. its input h.
   storageBarrier(); // every invocation's rows of gradient are written and visible
   for (var q = li; q < op.out_q; q += WG) {
-    let mean = A[op.stats + q];
-    let invstd = bn_invstd(A[op.stats + op.out_q + q], op.eps);
+    let mean = Out[op.stats + q];
+    let invstd = bn_invstd(Out[op.stats + op.out_q + q], op.eps);
     var sum_dy = vec4f(0.0);
     var sum_dy_xhat = vec4f(0.0);
     for (var r = 0u; r < rows; r++) {
-      let dy = A[op.dh + r * op.out_q + q];
+      let dy = Gout[op.dh + r * op.out_q + q];
       sum_dy += dy;
-      sum_dy_xhat += dy * (A[op.h + r * op.out_q + q] - mean) * invstd;
+      sum_dy_xhat += dy * (Out[op.h + r * op.out_q + q] - mean) * invstd;
     }
     let gamma = P[op.gamma + q];
     for (var r = 0u; r < rows; r++) {
       let at = r * op.out_q + q;
-      let xhat = (A[op.h + at] - mean) * invstd;
-      A[op.dh + at] = bn_backward(A[op.dh + at], xhat, invstd, gamma, sum_dy, sum_dy_xhat, rows);
+      let xhat = (Out[op.h + at] - mean) * invstd;
+      Gout[op.dh + at] = bn_backward(Gout[op.dh + at], xhat, invstd, gamma, sum_dy, sum_dy_xhat,
+                                     rows);
     }
     Pn[op.gamma + q] = sgd(gamma, sum_dy_xhat);
     Pn[op.beta + q] = sgd(P[op.beta + q], sum_dy);

@@ -8,7 +8,8 @@
 // positions holding its token in a fixed order: deterministic, and the SGD update of the
 // element follows at once (sgd.wgsl).
 //
-// Rows of embd floats are not vec4-aligned, so both kernels move single floats.
+// Rows of embd floats are not vec4-aligned, so both kernels move single floats. The embedding
+// is "layer -1": its output x is in Out, its gradient (from the first layer's backward) in Gin.
 
 @compute @workgroup_size(64)
 fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
@@ -20,7 +21,8 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
   let src = 4u * op.w + id * op.embd;
   let dst = 4u * (op.t + (p / op.block) * op.out_q) + (p % op.block) * op.embd;
   for (var e = 0u; e < op.embd; e++) {
-    write_a(dst + e, read_p(src + e));
+    let i = dst + e;
+    Out[i >> 2u][i & 3u] = read_p(src + e);
   }
 }
 
@@ -36,7 +38,8 @@ fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
   for (var r = 0u; r < step.rows; r++) {
     for (var t = 0u; t < op.block; t++) {
       if (u32(D[step.data + r * op.block + t]) == token) {
-        grad += read_a(4u * (op.dh + r * op.out_q) + t * op.embd + e);
+        let i = 4u * (op.dh + r * op.out_q) + t * op.embd + e;
+        grad += Gin[i >> 2u][i & 3u];
       }
     }
   }

@@ -61,6 +61,13 @@ const shapes: [string, ModelConfig, number][] = [
     // whatever its input, so its input gradient is 0 up to rounding and has no scale to compare.
   }, 3],
   ["seed preset widths", { ...PRESETS.seed.model, vocabSize: 27 }, 32],
+  // 40 rows x 105 vec4 overflow the 64 KiB uniform windows: the storage-buffer kernels.
+  ["wide layers, no windows", {
+    ...PRESETS.seed.model,
+    vocabSize: 13,
+    nHidden: 420,
+    nLayers: 2,
+  }, 40],
 ];
 
 for (const [name, config, B] of shapes) {

@@ -9,12 +9,15 @@ const SHADERS = new URL("../../shaders/", import.meta.url);
 /** Function libraries prepended to every kernel file, after common.wgsl. */
 const LIBRARIES = ["common.wgsl", "sgd.wgsl", "tanh.wgsl", "batchnorm.wgsl"];
 
+/** Each kernel: file, entry point, and whether it reads through the uniform windows. */
 export const ENTRY_POINTS = {
-  embeddingForward: ["embedding.wgsl", "embedding_forward"],
-  embeddingBackward: ["embedding.wgsl", "embedding_backward"],
-  linearForward: ["linear.wgsl", "linear_forward"],
-  linearBackward: ["linear.wgsl", "linear_backward"],
-  crossEntropy: ["cross_entropy.wgsl", "cross_entropy"],
+  embeddingForward: ["embedding.wgsl", "embedding_forward", false],
+  embeddingBackward: ["embedding.wgsl", "embedding_backward", false],
+  linearForward: ["linear.wgsl", "linear_forward", false],
+  linearForwardWindowed: ["linear.wgsl", "linear_forward", true],
+  linearBackward: ["linear.wgsl", "linear_backward", false],
+  linearBackwardWindowed: ["linear.wgsl", "linear_backward", true],
+  crossEntropy: ["cross_entropy.wgsl", "cross_entropy", false],
 } as const;
 
 export type KernelName = keyof typeof ENTRY_POINTS;
@@ -60,10 +63,14 @@ export async function createKernels(device: GPUDevice): Promise<Kernels> {
       storage(1, "uniform"), // prev
       storage(2, "read-only-storage"), // P
       storage(3, "storage"), // Pn
-      storage(4, "storage"), // A
-      storage(5, "storage"), // R
-      storage(6, "read-only-storage"), // D
-      storage(7, "storage"), // Lo
+      storage(4, "read-only-storage"), // In
+      storage(5, "storage"), // Out
+      storage(6, "read-only-storage"), // Gin
+      storage(7, "storage"), // Gout
+      storage(8, "read-only-storage"), // D
+      storage(9, "storage"), // Lo
+      storage(10, "uniform"), // InWindow
+      storage(11, "uniform"), // GinWindow
     ],
   });
   const layout = device.createPipelineLayout({ bindGroupLayouts: [stepLayout, opLayout] });
@@ -77,13 +84,20 @@ export async function createKernels(device: GPUDevice): Promise<Kernels> {
     if (error) throw new Error(`${file}: ${error.message}`);
     modules.set(file, module);
   }
-  const entries = Object.entries(ENTRY_POINTS) as [KernelName, readonly [string, string]][];
-  const compiled = await Promise.all(entries.map(async ([name, [file, entryPoint]]) => {
+  const entries = Object.entries(ENTRY_POINTS) as [
+    KernelName,
+    readonly [string, string, boolean],
+  ][];
+  const compiled = await Promise.all(entries.map(async ([name, [file, entryPoint, windows]]) => {
     device.pushErrorScope("validation");
     const pipeline = await device.createComputePipelineAsync({
-      label: entryPoint,
+      label: name,
       layout,
-      compute: { module: modules.get(file)!, entryPoint },
+      compute: {
+        module: modules.get(file)!,
+        entryPoint,
+        constants: file === "linear.wgsl" ? { WINDOWS: windows ? 1 : 0 } : {},
+      },
     });
     const error = await device.popErrorScope();
     if (error) throw new Error(`${entryPoint}: ${error.message}`);

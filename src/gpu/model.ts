@@ -9,20 +9,27 @@
  *   linear_backward for the output layer and each hidden layer (dW with SGD, and dx with the
  *   previous layer's tanh and BatchNorm backward fused); embedding_backward (with SGD).
  * Each dispatch depends on the one before, so fewer could only come from fusing more; every
- * dispatch costs ~20 us on llvmpipe and a few us on a GPU, whatever its size.
+ * dispatch costs ~20-40 us on llvmpipe (mostly handing the work to its threads) and a few us
+ * on a GPU, whatever its size.
  *
  * Many steps are encoded into one command buffer and submitted together: the batches of a
  * whole chunk are uploaded at once, each step finds its own through a Step uniform at a
  * dynamic offset, and the losses stay on the GPU until the chunk's single readback.
+ *
+ * Buffers (shaders/common.wgsl): two copies of the parameters (with the running statistics)
+ * that swap roles every step, two activation and two gradient buffers (layer l uses those of
+ * parity l % 2, the embedding those of parity 1), the token ids, the losses, and uniforms.
  */
 
 import type { Examples } from "../data.ts";
 import { type ModelConfig, type ModelLayout, modelLayout } from "../model.ts";
 import type { Gpu } from "./device.ts";
 import { createKernels, type KernelName, type Kernels } from "./kernels.ts";
-import { type BufferLayout, gpuLayouts, roundUp4 } from "./layout.ts";
+import { BufferLayout, gpuLayouts, roundUp4 } from "./layout.ts";
 
 const UNIFORM_STRIDE = 256; // bytes: the largest minUniformBufferOffsetAlignment allowed
+const OP_BYTES = 96; // sizeof(Op), rounded up to 16
+const WINDOW_QUADS = 4096; // common.wgsl's WINDOW: 64 KiB of vec4
 const MODE_TRAIN = 0;
 const MODE_EVAL = 1;
 const NONE = 0xffffffff;
@@ -34,17 +41,6 @@ const CE_GROUP = 64;
 const CE_MAX_GROUPS = 16;
 /** Evaluation passes encoded per submit. */
 const EVAL_PASSES = 16;
-export interface GpuActivations {
-  x0: Float32Array;
-  dx0: Float32Array;
-  layers: {
-    h: Float32Array;
-    t: Float32Array;
-    dh: Float32Array;
-    mean: Float32Array;
-    variance: Float32Array;
-  }[];
-}
 
 export interface GpuModelOptions {
   /** Rows of one training batch. */
@@ -55,14 +51,16 @@ export interface GpuModelOptions {
   readonly evalRows?: number;
 }
 
-interface ActivationLayout {
-  x0: number;
-  dx0: number;
-  h: number[];
-  t: number[];
-  dh: number[];
-  stats: number[];
-  size: number; // vec4
+export interface GpuActivations {
+  x0: Float32Array;
+  dx0: Float32Array;
+  layers: {
+    h: Float32Array;
+    t: Float32Array;
+    dh: Float32Array;
+    mean: Float32Array;
+    variance: Float32Array;
+  }[];
 }
 
 /** The fields of the Op uniform (shaders/common.wgsl), in order. */
@@ -95,13 +93,27 @@ interface OpFields {
 const FLOAT_FIELDS = new Set(["momentum", "eps"]);
 
 function packOp(f: OpFields): ArrayBuffer {
-  const buf = new ArrayBuffer(UNIFORM_STRIDE);
+  const buf = new ArrayBuffer(OP_BYTES);
   const dv = new DataView(buf);
   Object.entries(f).forEach(([k, v], i) => {
     if (FLOAT_FIELDS.has(k)) dv.setFloat32(4 * i, v, true);
     else dv.setUint32(4 * i, v, true);
   });
   return buf;
+}
+
+/** One dispatch: kernel, op (0 = embedding, l + 1 = layer l, L + 2 = the loss), workgroups. */
+type Dispatch = [KernelName, number, number, number];
+
+/** Regions (in vec4) of one activation or gradient buffer, for a given number of rows. */
+class Regions {
+  size = 0;
+  /** Windows are bound at region starts: align them to the 256-byte offset alignment. */
+  take(quads: number): number {
+    const at = this.size;
+    this.size += Math.ceil(quads / 16) * 16;
+    return at;
+  }
 }
 
 export class GpuModel {
@@ -112,17 +124,18 @@ export class GpuModel {
   readonly evalRows: number;
   readonly #device: GPUDevice;
   readonly #kernels: Kernels;
-  readonly #gpuLayout: { params: BufferLayout; buffers: BufferLayout };
-  readonly #acts: ActivationLayout;
-  readonly #params: [GPUBuffer, GPUBuffer];
-  readonly #running: GPUBuffer;
-  readonly #activations: GPUBuffer;
+  /** Parameters then running statistics, as one buffer layout. */
+  readonly #params: BufferLayout;
+  readonly #running: BufferLayout;
+  readonly #pBuffers: [GPUBuffer, GPUBuffer];
+  readonly #act: [GPUBuffer, GPUBuffer];
+  readonly #grad: [GPUBuffer, GPUBuffer];
   readonly #data: GPUBuffer;
   readonly #losses: GPUBuffer;
   readonly #steps: GPUBuffer;
   readonly #ops: GPUBuffer;
   readonly #stepGroup: GPUBindGroup;
-  /** [op][parity]: op 0 is the embedding, op l + 1 is layer l. */
+  /** [op][parity of the parameter buffers]. */
   readonly #groups: [GPUBindGroup, GPUBindGroup][];
   readonly #opFields: OpFields[];
   /** Which of the two parameter buffers holds the current parameters. */
@@ -135,33 +148,42 @@ export class GpuModel {
     this.chunkSteps = opts.chunkSteps ?? 200;
     this.#device = gpu.device;
     this.#kernels = kernels;
-    this.#gpuLayout = gpuLayouts(this.layout);
+    const layouts = gpuLayouts(this.layout);
+    this.#params = layouts.params;
+    this.#running = layouts.buffers;
     const { blockSize: T, nEmbd: E, vocabSize: V } = config;
+    const L = this.layout.layers.length;
     const inQ0 = roundUp4(T * E) / 4;
+    const layerQ = this.layout.layers.map((l) => [roundUp4(l.nIn) / 4, roundUp4(l.nOut) / 4]);
 
     // Evaluation rows per pass: large passes amortize dispatches, but a kernel's per-invocation
-    // loops must stay far below llvmpipe's 65,535-iteration limit (rows / 32 row blocks times
-    // the widest input, in vec4) and the activations within the storage-binding limit.
-    const widest = Math.max(inQ0, ...this.layout.layers.map((l) => roundUp4(l.nIn) / 4));
-    const loopRows = Math.floor(30_000 / widest) * 32;
-    const perRow = this.#activationLayout(1).size * 16;
-    const memRows = Math.floor(this.#device.limits.maxStorageBufferBindingSize / perRow);
-    this.evalRows = Math.max(
-      1,
-      Math.min(opts.evalRows ?? 2048, loopRows, memRows),
-    );
+    // loops must stay far below llvmpipe's 65,535-iteration limit (rows / RB row blocks times
+    // the widest input, in vec4) and the activations within one storage binding.
+    const widest = Math.max(inQ0, ...layerQ.map(([i]) => i));
+    const loopRows = Math.floor(30_000 / widest) * kernels.tiles.RB;
+    const maxBinding = this.#device.limits.maxStorageBufferBindingSize;
+    const memRows = Math.floor(maxBinding / 16 / this.#regions(1).perRow);
+    this.evalRows = Math.max(1, Math.min(opts.evalRows ?? 2048, loopRows, memRows));
     const rows = Math.max(this.batchSize, this.evalRows);
     if (rows > memRows) throw new Error("the batch does not fit in one storage binding");
-    this.#acts = this.#activationLayout(rows);
+    const regions = this.#regions(rows);
 
     const d = this.#device;
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     const buffer = (label: string, bytes: number, usage = STORAGE) =>
       d.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
-    const pBytes = this.#gpuLayout.params.size * 4;
-    this.#params = [buffer("params.0", pBytes), buffer("params.1", pBytes)];
-    this.#running = buffer("running", this.#gpuLayout.buffers.size * 4);
-    this.#activations = buffer("activations", this.#acts.size * 16);
+    const pBytes = (this.#params.size + this.#running.size) * 4;
+    this.#pBuffers = [buffer("params.0", pBytes), buffer("params.1", pBytes)];
+    // Activations and gradients are also read through 64 KiB uniform windows that may start
+    // at any region: pad each buffer so that every window lies inside it.
+    const WINDOWED = STORAGE | GPUBufferUsage.UNIFORM;
+    const pad = WINDOW_QUADS * 16;
+    this.#act = [0, 1].map((p) =>
+      buffer(`activations.${p}`, regions.act[p].size * 16 + pad, WINDOWED)
+    ) as [GPUBuffer, GPUBuffer];
+    this.#grad = [0, 1].map((p) =>
+      buffer(`gradients.${p}`, regions.grad[p].size * 16 + pad, WINDOWED)
+    ) as [GPUBuffer, GPUBuffer];
     const dataInts = Math.max(
       this.chunkSteps * this.batchSize * (T + 1),
       EVAL_PASSES * this.evalRows * (T + 1),
@@ -169,16 +191,14 @@ export class GpuModel {
     this.#data = buffer("data", dataInts * 4);
     this.#losses = buffer("losses", Math.max(this.chunkSteps, EVAL_PASSES * CE_MAX_GROUPS) * 4);
     const UNIFORM = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
-    this.#steps = buffer(
-      "steps",
-      Math.max(this.chunkSteps, EVAL_PASSES) * UNIFORM_STRIDE,
-      UNIFORM,
-    );
+    const stepSlots = Math.max(this.chunkSteps, EVAL_PASSES);
+    this.#steps = buffer("steps", stepSlots * UNIFORM_STRIDE, UNIFORM);
 
-    // The ops: the embedding, then each layer. Their uniforms never change.
-    const P = this.#gpuLayout.params;
-    const Rl = this.#gpuLayout.buffers;
-    const a = this.#acts;
+    // The ops: the embedding, each layer, and the loss (the output layer's op, bound with its
+    // gradient buffer writable). Their uniforms never change.
+    const P = this.#params;
+    // The running statistics follow the parameters in the same buffer.
+    const run = (name: string) => this.#params.size / 4 + this.#running.quad(name);
     const zero: OpFields = {
       index: NONE,
       flags: 0,
@@ -204,21 +224,18 @@ export class GpuModel {
       block: T,
       vocab: V,
     };
-    const tiles = kernels.tiles;
+    const { WX, WY, RK } = kernels.tiles;
     this.#opFields = [{
       ...zero,
       nOut: T * E,
       outQ: inQ0,
-      t: a.x0,
-      dh: a.dx0,
+      t: regions.x0,
+      dh: regions.dx0,
       w: P.quad(this.layout.embedding.name),
     }];
     this.layout.layers.forEach((l, i) => {
-      const inQ = roundUp4(l.nIn) / 4;
-      const outQ = roundUp4(l.nOut) / 4;
+      const [inQ, outQ] = layerQ[i];
       const flags = (l.bias ? HAS_BIAS : 0) | (l.bn ? HAS_BN : 0) | (l.tanh ? HAS_TANH : 0);
-      const dwGroups = Math.ceil((4 * inQ) / (tiles.WY * tiles.RK)) *
-        Math.ceil(outQ / tiles.WX);
       this.#opFields.push({
         ...zero,
         index: i,
@@ -227,20 +244,21 @@ export class GpuModel {
         nOut: l.nOut,
         inQ,
         outQ,
-        x: i === 0 ? a.x0 : a.t[i - 1],
-        h: a.h[i],
-        t: a.t[i],
-        dh: a.dh[i],
-        stats: a.stats[i],
+        x: i === 0 ? regions.x0 : regions.t[i - 1],
+        h: regions.h[i],
+        t: regions.t[i],
+        dh: regions.dh[i],
+        stats: regions.stats[i],
         w: P.quad(l.weight.name),
         bias: l.bias ? P.quad(l.bias.name) : 0,
         gamma: l.bn ? P.quad(l.bn.gamma.name) : 0,
         beta: l.bn ? P.quad(l.bn.beta.name) : 0,
-        runMean: l.bn ? Rl.quad(l.bn.runMean.name) : 0,
-        runVar: l.bn ? Rl.quad(l.bn.runVar.name) : 0,
-        dwGroups,
+        runMean: l.bn ? run(l.bn.runMean.name) : 0,
+        runVar: l.bn ? run(l.bn.runVar.name) : 0,
+        dwGroups: Math.ceil((4 * inQ) / (WY * RK)) * Math.ceil(outQ / WX),
       });
     });
+    this.#opFields.push(this.#opFields[L]); // the loss
     this.#ops = buffer("ops", this.#opFields.length * UNIFORM_STRIDE, UNIFORM);
     this.#opFields.forEach((f, i) => d.queue.writeBuffer(this.#ops, i * UNIFORM_STRIDE, packOp(f)));
 
@@ -249,9 +267,25 @@ export class GpuModel {
       layout: kernels.stepLayout,
       entries: [{ binding: 0, resource: { buffer: this.#steps, size: 32 } }],
     });
-    const opBinding = (i: number) => ({ buffer: this.#ops, offset: i * UNIFORM_STRIDE, size: 96 });
-    this.#groups = this.#opFields.map((_, i) =>
-      [0, 1].map((parity) =>
+    const opBinding = (i: number) => ({
+      buffer: this.#ops,
+      offset: i * UNIFORM_STRIDE,
+      size: OP_BYTES,
+    });
+    const window = (buffer: GPUBuffer, quad: number) => ({
+      buffer,
+      offset: quad * 16,
+      size: WINDOW_QUADS * 16,
+    });
+    this.#groups = this.#opFields.map((f, i) => {
+      // Layer l = i - 1 writes parity l % 2 and reads parity (l + 1) % 2; the loss writes the
+      // output layer's gradient, so its gradient buffers swap roles.
+      const loss = i === L + 1;
+      const layer = loss ? L - 1 : i - 1;
+      const out = i === 0 ? 1 : layer % 2;
+      const inp = 1 - out;
+      const [gin, gout] = loss ? [inp, out] : [out, inp];
+      return [0, 1].map((parity) =>
         d.createBindGroup({
           label: `op ${i} parity ${parity}`,
           layout: kernels.opLayout,
@@ -259,16 +293,20 @@ export class GpuModel {
             { binding: 0, resource: opBinding(i) },
             // linear_backward's "prev": the layer feeding this one (the embedding for layer 0).
             { binding: 1, resource: opBinding(Math.max(i - 1, 0)) },
-            { binding: 2, resource: { buffer: this.#params[parity] } },
-            { binding: 3, resource: { buffer: this.#params[1 - parity] } },
-            { binding: 4, resource: { buffer: this.#activations } },
-            { binding: 5, resource: { buffer: this.#running } },
-            { binding: 6, resource: { buffer: this.#data } },
-            { binding: 7, resource: { buffer: this.#losses } },
+            { binding: 2, resource: { buffer: this.#pBuffers[parity] } },
+            { binding: 3, resource: { buffer: this.#pBuffers[1 - parity] } },
+            { binding: 4, resource: { buffer: this.#act[inp] } },
+            { binding: 5, resource: { buffer: this.#act[out] } },
+            { binding: 6, resource: { buffer: this.#grad[gin] } },
+            { binding: 7, resource: { buffer: this.#grad[gout] } },
+            { binding: 8, resource: { buffer: this.#data } },
+            { binding: 9, resource: { buffer: this.#losses } },
+            { binding: 10, resource: window(this.#act[inp], i > 0 && !loss ? f.x : 0) },
+            { binding: 11, resource: window(this.#grad[gin], i > 0 && !loss ? f.dh : 0) },
           ],
         })
-      ) as [GPUBindGroup, GPUBindGroup]
-    );
+      ) as [GPUBindGroup, GPUBindGroup];
+    });
   }
 
   /** Compiles the kernels and allocates the buffers; parameters start at zero. */
@@ -278,52 +316,48 @@ export class GpuModel {
     return new GpuModel(gpu, kernels, config, opts);
   }
 
-  #activationLayout(rows: number): ActivationLayout {
-    let cursor = 0;
-    const take = (quads: number) => {
-      const at = cursor;
-      cursor += quads;
-      return at;
-    };
+  /** Where every activation and gradient lives, for passes of up to `rows` rows. */
+  #regions(rows: number) {
+    const act = [new Regions(), new Regions()];
+    const grad = [new Regions(), new Regions()];
     const inQ0 = roundUp4(this.config.blockSize * this.config.nEmbd) / 4;
-    const acts: ActivationLayout = {
-      x0: take(rows * inQ0),
-      dx0: take(rows * inQ0),
-      h: [],
-      t: [],
-      dh: [],
-      stats: [],
-      size: 0,
-    };
-    for (const l of this.layout.layers) {
+    const x0 = act[1].take(rows * inQ0);
+    const dx0 = grad[1].take(rows * inQ0);
+    let perRow = 2 * inQ0;
+    const h: number[] = [];
+    const t: number[] = [];
+    const dh: number[] = [];
+    const stats: number[] = [];
+    this.layout.layers.forEach((l, i) => {
       const outQ = roundUp4(l.nOut) / 4;
-      acts.h.push(take(rows * outQ));
-      acts.t.push(take(rows * outQ));
-      acts.dh.push(take(rows * outQ));
-      acts.stats.push(take(2 * outQ));
-    }
-    acts.size = Math.max(cursor, 1);
-    return acts;
+      h.push(act[i % 2].take(rows * outQ));
+      t.push(act[i % 2].take(rows * outQ));
+      stats.push(act[i % 2].take(2 * outQ));
+      dh.push(grad[i % 2].take(rows * outQ));
+      perRow += 3 * outQ;
+    });
+    return { act, grad, x0, dx0, h, t, dh, stats, perRow: perRow + 64 };
   }
 
   /** Uploads parameters and running statistics given in the CPU layout (src/model.ts). */
   setParams(params: Float32Array, buffers: Float32Array): void {
-    const q = this.#device.queue;
-    q.writeBuffer(this.#params[this.#parity], 0, this.#gpuLayout.params.pack(params));
-    // Pn starts as a copy too: padding stays zero in both, and nothing is left uninitialized.
-    q.writeBuffer(this.#params[1 - this.#parity], 0, this.#gpuLayout.params.pack(params));
-    q.writeBuffer(this.#running, 0, this.#gpuLayout.buffers.pack(buffers));
+    const all = new Float32Array(this.#params.size + this.#running.size);
+    all.set(this.#params.pack(params));
+    all.set(this.#running.pack(buffers), this.#params.size);
+    // Both copies: the padding stays zero in each, and nothing is left uninitialized.
+    for (const b of this.#pBuffers) this.#device.queue.writeBuffer(b, 0, all);
   }
 
   /** Downloads the current parameters and running statistics, in the CPU layout. */
   async getParams(): Promise<{ params: Float32Array; buffers: Float32Array }> {
-    const [p, r] = await Promise.all([
-      this.#read(this.#params[this.#parity], 0, this.#gpuLayout.params.size),
-      this.#read(this.#running, 0, this.#gpuLayout.buffers.size),
-    ]);
+    const all = await this.#read(
+      this.#pBuffers[this.#parity],
+      0,
+      this.#params.size + this.#running.size,
+    );
     return {
-      params: this.#gpuLayout.params.unpack(p, this.layout.nParams),
-      buffers: this.#gpuLayout.buffers.unpack(r, this.layout.nBuffers),
+      params: this.#params.unpack(all, this.layout.nParams),
+      buffers: this.#running.unpack(all.subarray(this.#params.size), this.layout.nBuffers),
     };
   }
 
@@ -331,11 +365,19 @@ export class GpuModel {
    * The activations of the last pass over `rows` examples, in the CPU layout ([rows, n]
    * row-major): the embedding output and its gradient, and per layer the linear output h,
    * the output t, the gradient w.r.t. h, and the batch mean and variance. For tests and
-   * diagnostics; a training step's gradients are those of its last step.
+   * diagnostics; a training chunk's values are those of its last step.
    */
   async readActivations(rows: number): Promise<GpuActivations> {
-    const all = await this.#read(this.#activations, 0, this.#acts.size * 4);
-    const matrix = (quad: number, r: number, n: number) => {
+    const regions = this.#regions(Math.max(this.batchSize, this.evalRows));
+    const [act0, act1, grad0, grad1] = await Promise.all([
+      this.#read(this.#act[0], 0, regions.act[0].size * 4),
+      this.#read(this.#act[1], 0, regions.act[1].size * 4),
+      this.#read(this.#grad[0], 0, regions.grad[0].size * 4),
+      this.#read(this.#grad[1], 0, regions.grad[1].size * 4),
+    ]);
+    const act = [act0, act1];
+    const grad = [grad0, grad1];
+    const matrix = (all: Float32Array, quad: number, r: number, n: number) => {
       const stride = roundUp4(n);
       const out = new Float32Array(r * n);
       for (let i = 0; i < r; i++) {
@@ -345,14 +387,14 @@ export class GpuModel {
     };
     const K0 = this.config.blockSize * this.config.nEmbd;
     return {
-      x0: matrix(this.#acts.x0, rows, K0),
-      dx0: matrix(this.#acts.dx0, rows, K0),
+      x0: matrix(act[1], regions.x0, rows, K0),
+      dx0: matrix(grad[1], regions.dx0, rows, K0),
       layers: this.layout.layers.map((l, i) => ({
-        h: matrix(this.#acts.h[i], rows, l.nOut),
-        t: matrix(this.#acts.t[i], rows, l.nOut),
-        dh: matrix(this.#acts.dh[i], rows, l.nOut),
-        mean: matrix(this.#acts.stats[i], 1, l.nOut),
-        variance: matrix(this.#acts.stats[i] + roundUp4(l.nOut) / 4, 1, l.nOut),
+        h: matrix(act[i % 2], regions.h[i], rows, l.nOut),
+        t: matrix(act[i % 2], regions.t[i], rows, l.nOut),
+        dh: matrix(grad[i % 2], regions.dh[i], rows, l.nOut),
+        mean: matrix(act[i % 2], regions.stats[i], 1, l.nOut),
+        variance: matrix(act[i % 2], regions.stats[i] + roundUp4(l.nOut) / 4, 1, l.nOut),
       })),
     };
   }
@@ -360,13 +402,13 @@ export class GpuModel {
   async #read(buffer: GPUBuffer, offsetFloats: number, floats: number): Promise<Float32Array> {
     const d = this.#device;
     const staging = d.createBuffer({
-      size: floats * 4,
+      size: Math.max(4, floats * 4),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
     const enc = d.createCommandEncoder();
-    enc.copyBufferToBuffer(buffer, offsetFloats * 4, staging, 0, floats * 4);
+    if (floats > 0) enc.copyBufferToBuffer(buffer, offsetFloats * 4, staging, 0, floats * 4);
     d.queue.submit([enc.finish()]);
-    return await this.#mapFloats(staging);
+    return (await this.#mapFloats(staging)).subarray(0, floats);
   }
 
   async #mapFloats(staging: GPUBuffer): Promise<Float32Array> {
@@ -392,37 +434,63 @@ export class GpuModel {
     this.#device.queue.writeBuffer(this.#steps, slot * UNIFORM_STRIDE, buf);
   }
 
-  #dispatch(pass: GPUComputePassEncoder, kernel: KernelName, op: number, x: number, y = 1) {
-    pass.setPipeline(this.#kernels.pipelines[kernel]);
-    pass.setBindGroup(1, this.#groups[op][this.#parity]);
-    pass.dispatchWorkgroups(x, y);
+  /** Whether layer l's shared operands fit the uniform windows for passes of `rows` rows. */
+  #windowed(l: number, rows: number, backward: boolean): boolean {
+    const f = this.#opFields[l + 1];
+    return rows * f.inQ <= WINDOW_QUADS && (!backward || rows * f.outQ <= WINDOW_QUADS);
   }
 
   /**
    * The forward dispatches of one pass over `rows` examples. In evaluation, layers without
    * batch statistics split their rows over several workgroups; `upTo` stops after that layer.
    */
-  #encodeForward(pass: GPUComputePassEncoder, rows: number, train: boolean, upTo?: number) {
-    const { WX, WY, RB } = this.#kernels.tiles;
+  #forwardDispatches(rows: number, train: boolean, upTo?: number): Dispatch[] {
+    const { WX, RB } = this.#kernels.tiles;
     const last = upTo ?? this.layout.layers.length - 1;
-    this.#dispatch(pass, "embeddingForward", 0, Math.ceil((rows * this.config.blockSize) / 64));
+    const list: Dispatch[] = [
+      ["embeddingForward", 0, Math.ceil((rows * this.config.blockSize) / 64), 1],
+    ];
     for (let i = 0; i <= last; i++) {
       const f = this.#opFields[i + 1];
       const batchStats = (f.flags & HAS_BN) !== 0 && (train || i === upTo);
-      const rowGroups = batchStats ? 1 : Math.ceil(rows / (WY * RB));
-      this.#dispatch(pass, "linearForward", i + 1, Math.ceil(f.outQ / WX), rowGroups);
+      const rowGroups = batchStats ? 1 : Math.ceil(rows / RB);
+      const kernel = this.#windowed(i, rows, false) ? "linearForwardWindowed" : "linearForward";
+      list.push([kernel, i + 1, Math.ceil(f.outQ / WX), rowGroups]);
+    }
+    return list;
+  }
+
+  /** Every dispatch of a training step, in order; the last ones leave the new parameters in Pn. */
+  #stepDispatches(): Dispatch[] {
+    const { WX } = this.#kernels.tiles;
+    const L = this.layout.layers.length;
+    const list = this.#forwardDispatches(this.batchSize, true);
+    list.push(["crossEntropy", L + 1, 1, 1]);
+    for (let i = L - 1; i >= 0; i--) {
+      const f = this.#opFields[i + 1];
+      const kernel = this.#windowed(i, this.batchSize, true)
+        ? "linearBackwardWindowed"
+        : "linearBackward";
+      list.push([kernel, i + 1, f.dwGroups + Math.ceil(f.inQ / WX), 1]);
+    }
+    const { vocabSize, nEmbd } = this.config;
+    list.push(["embeddingBackward", 0, Math.ceil((vocabSize * nEmbd) / 64), 1]);
+    return list;
+  }
+
+  #encode(pass: GPUComputePassEncoder, list: Dispatch[]): void {
+    let last: KernelName | undefined;
+    for (const [kernel, op, x, y] of list) {
+      if (kernel !== last) pass.setPipeline(this.#kernels.pipelines[kernel]);
+      last = kernel;
+      pass.setBindGroup(1, this.#groups[op][this.#parity]);
+      pass.dispatchWorkgroups(x, y);
     }
   }
 
-  /** The backward dispatches of a training step, ending with the updated parameters in Pn. */
-  #encodeBackward(pass: GPUComputePassEncoder) {
-    const { WX } = this.#kernels.tiles;
-    for (let i = this.layout.layers.length - 1; i >= 0; i--) {
-      const f = this.#opFields[i + 1];
-      this.#dispatch(pass, "linearBackward", i + 1, f.dwGroups + Math.ceil(f.inQ / WX));
-    }
-    const { vocabSize, nEmbd } = this.config;
-    this.#dispatch(pass, "embeddingBackward", 0, Math.ceil((vocabSize * nEmbd) / 64));
+  /** The number of dispatches in one training step. */
+  get dispatchesPerStep(): number {
+    return this.#stepDispatches().length;
   }
 
   /**
@@ -451,11 +519,10 @@ export class GpuModel {
     }
     const enc = d.createCommandEncoder();
     const pass = enc.beginComputePass();
+    const list = this.#stepDispatches();
     for (let s = 0; s < steps; s++) {
       pass.setBindGroup(0, this.#stepGroup, [s * UNIFORM_STRIDE]);
-      this.#encodeForward(pass, B, true);
-      this.#dispatch(pass, "crossEntropy", this.layout.layers.length, 1);
-      this.#encodeBackward(pass);
+      this.#encode(pass, list);
       this.#parity = 1 - this.#parity;
     }
     pass.end();
@@ -468,10 +535,10 @@ export class GpuModel {
     return this.#mapFloats(staging);
   }
 
-  /** Uploads evaluation passes' examples; returns each pass's [first row, rows]. */
-  #uploadPasses(ex: Examples, from: number, statsLayer = NONE): [number, number][] {
+  /** Uploads up to EVAL_PASSES passes of examples; returns each pass's row count. */
+  #uploadPasses(ex: Examples, from: number, statsLayer = NONE): number[] {
     const T = this.config.blockSize;
-    const out: [number, number][] = [];
+    const out: number[] = [];
     const data = new Int32Array(EVAL_PASSES * this.evalRows * (T + 1));
     let at = 0;
     for (let p = 0, row = from; p < EVAL_PASSES && row < ex.n; p++, row += this.evalRows) {
@@ -487,7 +554,7 @@ export class GpuModel {
         statsLayer,
       });
       at += rows * (T + 1);
-      out.push([row, rows]);
+      out.push(rows);
     }
     this.#device.queue.writeBuffer(this.#data, 0, data, 0, at);
     return out;
@@ -496,23 +563,25 @@ export class GpuModel {
   /** Mean loss over all examples, in evaluation mode (running BatchNorm statistics). */
   async evaluate(ex: Examples): Promise<number> {
     if (ex.n === 0) return NaN;
+    const L = this.layout.layers.length;
     let total = 0;
     for (let row = 0; row < ex.n; row += EVAL_PASSES * this.evalRows) {
       const passes = this.#uploadPasses(ex, row);
+      const groups = passes.map((rows) => Math.min(CE_MAX_GROUPS, Math.ceil(rows / CE_GROUP)));
       const enc = this.#device.createCommandEncoder();
       const pass = enc.beginComputePass();
-      passes.forEach(([, rows], p) => {
+      passes.forEach((rows, p) => {
         pass.setBindGroup(0, this.#stepGroup, [p * UNIFORM_STRIDE]);
-        this.#encodeForward(pass, rows, false);
-        const groups = Math.min(CE_MAX_GROUPS, Math.ceil(rows / CE_GROUP));
-        this.#dispatch(pass, "crossEntropy", this.layout.layers.length, groups);
+        this.#encode(pass, [
+          ...this.#forwardDispatches(rows, false),
+          ["crossEntropy", L + 1, groups[p], 1],
+        ]);
       });
       pass.end();
       this.#device.queue.submit([enc.finish()]);
       const losses = await this.#read(this.#losses, 0, passes.length * CE_MAX_GROUPS);
-      passes.forEach(([, rows], p) => {
-        const groups = Math.min(CE_MAX_GROUPS, Math.ceil(rows / CE_GROUP));
-        for (let g = 0; g < groups; g++) total += losses[p * CE_MAX_GROUPS + g];
+      groups.forEach((n, p) => {
+        for (let g = 0; g < n; g++) total += losses[p * CE_MAX_GROUPS + g];
       });
     }
     return total / ex.n;
@@ -526,9 +595,9 @@ export class GpuModel {
    */
   async calibrate(ex: Examples): Promise<void> {
     if (ex.n === 0) return;
+    const regions = this.#regions(Math.max(this.batchSize, this.evalRows));
     for (let i = 0; i < this.layout.layers.length; i++) {
-      const layer = this.layout.layers[i];
-      if (!layer.bn) continue;
+      if (!this.layout.layers[i].bn) continue;
       const f = this.#opFields[i + 1];
       const n = f.outQ * 4;
       let count = 0;
@@ -543,22 +612,17 @@ export class GpuModel {
         });
         // Each pass's statistics are copied out before the next pass overwrites them.
         const enc = d.createCommandEncoder();
-        passes.forEach(([, rows], p) => {
+        passes.forEach((rows, p) => {
           const pass = enc.beginComputePass();
           pass.setBindGroup(0, this.#stepGroup, [p * UNIFORM_STRIDE]);
-          this.#encodeForward(pass, rows, false, i);
+          this.#encode(pass, this.#forwardDispatches(rows, false, i));
           pass.end();
-          enc.copyBufferToBuffer(
-            this.#activations,
-            f.stats * 16,
-            staging,
-            p * 2 * n * 4,
-            2 * n * 4,
-          );
+          const from = regions.stats[i] * 16;
+          enc.copyBufferToBuffer(this.#act[i % 2], from, staging, p * 2 * n * 4, 2 * n * 4);
         });
         d.queue.submit([enc.finish()]);
         const stats = await this.#mapFloats(staging);
-        passes.forEach(([, rows], p) => {
+        passes.forEach((rows, p) => {
           // Chan et al.'s pairwise update of (count, mean, M2).
           const total = count + rows;
           for (let j = 0; j < n; j++) {
@@ -571,20 +635,63 @@ export class GpuModel {
           count = total;
         });
       }
-      const runMean = Float32Array.from(mean);
-      const runVar = Float32Array.from(m2, (v) => v / Math.max(count - 1, 1));
       const q = this.#device.queue;
-      q.writeBuffer(this.#running, f.runMean * 16, runMean);
-      q.writeBuffer(this.#running, f.runVar * 16, runVar);
+      const P = this.#pBuffers[this.#parity];
+      q.writeBuffer(P, f.runMean * 16, Float32Array.from(mean));
+      q.writeBuffer(P, f.runVar * 16, Float32Array.from(m2, (v) => v / Math.max(count - 1, 1)));
     }
+  }
+
+  /**
+   * Microseconds per dispatch of each dispatch of a training step, each timed alone: `reps`
+   * copies in one pass against the current state (the parameters are not changed: the
+   * updates go to Pn, which the timed copies keep overwriting). The wait for the GPU costs
+   * ~12 ms whatever the work on llvmpipe, so each is timed at two counts and differenced.
+   */
+  async profile(
+    reps = 50,
+    only?: number,
+  ): Promise<{ kernel: KernelName; op: number; us: number }[]> {
+    this.#writeStep(0, {
+      lr: 0,
+      rows: this.batchSize,
+      data: 0,
+      loss: 0,
+      mode: MODE_TRAIN,
+      statsLayer: NONE,
+    });
+    const run = async (d: Dispatch, n: number) => {
+      const enc = this.#device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setBindGroup(0, this.#stepGroup, [0]);
+      this.#encode(pass, new Array(n).fill(d));
+      pass.end();
+      const t0 = performance.now();
+      this.#device.queue.submit([enc.finish()]);
+      await this.#device.queue.onSubmittedWorkDone();
+      return performance.now() - t0;
+    };
+    const out = [];
+    const all = this.#stepDispatches();
+    for (const d of only === undefined ? all : [all[only]]) {
+      await run(d, 2); // warm-up
+      let few = Infinity;
+      let many = Infinity;
+      for (let t = 0; t < 3; t++) {
+        few = Math.min(few, await run(d, 2));
+        many = Math.min(many, await run(d, 2 + reps));
+      }
+      out.push({ kernel: d[0], op: d[1], us: ((many - few) / reps) * 1000 });
+    }
+    return out;
   }
 
   destroy(): void {
     for (
       const b of [
-        ...this.#params,
-        this.#running,
-        this.#activations,
+        ...this.#pBuffers,
+        ...this.#act,
+        ...this.#grad,
         this.#data,
         this.#losses,
         this.#steps,

@@ -1,0 +1,239 @@
+/**
+ * `deno task bench`: training speed of each preset on this machine's WebGPU adapter, with a
+ * per-kernel breakdown, side by side with the same network in PyTorch on the CPU
+ * (bench/pytorch_baseline.py) when `torch` can be imported.
+ *
+ * us/step is the median over timed chunks of steady-state training: chunks are submitted as
+ * the trainer submits them (the next one before the previous one's losses are read), so the
+ * figure includes encoding, submission and the loss readback, everything but data loading.
+ */
+
+import { drawBatches } from "../src/batches.ts";
+import { intFlag, parseFlags, runMain, UsageError } from "../src/cli/common.ts";
+import { makeDataset, readWords } from "../src/data.ts";
+import { describeAdapter, openGpu } from "../src/gpu/device.ts";
+import { GpuModel } from "../src/gpu/model.ts";
+import {
+  initModel,
+  type ModelConfig,
+  modelLayout,
+  type PresetName,
+  PRESETS,
+} from "../src/model.ts";
+import { Rng } from "../src/rng.ts";
+
+const HELP = `Benchmark training speed (GPU via WebGPU, and PyTorch on the CPU when available).
+
+Usage: deno task bench [options]
+
+Options:
+  --preset NAME     lecture, seed or all (default all)
+  --chunks N        timed chunks per preset (default 5)
+  --chunk-steps N   steps per chunk (default 200)
+  --torch-steps N   steps PyTorch times (default 1000; 0 skips PyTorch)
+  --profile-reps N  repetitions per kernel in the breakdown (default 30; 0 skips it)
+  --data FILE       names file for the batches (default data/names.txt)
+  --json            print one JSON object per preset instead of the tables
+  -h, --help        show this help
+`;
+
+interface Result {
+  preset: PresetName;
+  adapter: string;
+  usPerStep: number;
+  chunkUs: number[];
+  dispatchesPerStep: number;
+  macsPerStep: number;
+  gmacs: number;
+  projected200kSeconds: number;
+  kernels: { kernel: string; us: number; dispatches: number }[];
+  torch?: { usPerStep: number; threads: number; version: string } | { error: string };
+}
+
+/** Multiply-adds of one step: each layer's x @ W forward, then dW and dx backward. */
+export function macsPerStep(config: ModelConfig, batch: number): number {
+  return modelLayout(config).layers.reduce((a, l) => a + 3 * batch * l.nIn * l.nOut, 0);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function benchGpu(
+  preset: PresetName,
+  words: string[],
+  chunks: number,
+  chunkSteps: number,
+  profileReps: number,
+): Promise<Result> {
+  const gpu = await openGpu();
+  try {
+    const p = PRESETS[preset];
+    const ds = makeDataset(words, p.model.blockSize, 42);
+    const config: ModelConfig = { ...p.model, vocabSize: ds.vocab.size };
+    const B = p.train.batchSize;
+    const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps });
+    try {
+      const { params, buffers } = initModel(config, new Rng(1));
+      model.setParams(params, buffers);
+      const rng = new Rng(2);
+      const lrs = new Array(chunkSteps).fill(p.train.lr);
+      const batches = () => drawBatches(rng, ds.examples.train, chunkSteps, B);
+      await model.trainChunk(batches(), lrs); // warm-up: pipeline compilation, first touches
+      const chunkUs: number[] = [];
+      let pending = model.trainChunk(batches(), lrs);
+      let last = performance.now();
+      for (let c = 0; c < chunks; c++) {
+        const next = c + 1 < chunks ? model.trainChunk(batches(), lrs) : null;
+        await pending;
+        const now = performance.now();
+        chunkUs.push(((now - last) * 1000) / chunkSteps);
+        last = now;
+        if (next) pending = next;
+      }
+      const usPerStep = median(chunkUs);
+      const macs = macsPerStep(config, B);
+      const kernels: Result["kernels"] = [];
+      if (profileReps > 0) {
+        for (const k of await model.profile(profileReps)) {
+          const row = kernels.find((r) => r.kernel === k.kernel);
+          if (row) {
+            row.us += k.us;
+            row.dispatches++;
+          } else kernels.push({ kernel: k.kernel, us: k.us, dispatches: 1 });
+        }
+      }
+      return {
+        preset,
+        adapter: describeAdapter(gpu.adapter),
+        usPerStep,
+        chunkUs,
+        dispatchesPerStep: model.dispatchesPerStep,
+        macsPerStep: macs,
+        gmacs: macs / usPerStep / 1000,
+        projected200kSeconds: (usPerStep * p.train.steps) / 1e6,
+        kernels,
+      };
+    } finally {
+      model.destroy();
+    }
+  } finally {
+    gpu.device.destroy();
+  }
+}
+
+/** Runs the PyTorch baseline with the first Python that can import torch. */
+async function benchTorch(preset: PresetName, steps: number): Promise<Result["torch"]> {
+  const script = new URL("./pytorch_baseline.py", import.meta.url).pathname;
+  // Debian's python3-torch installs for /usr/bin/python3, which may not be first on PATH.
+  for (const python of ["python3", "/usr/bin/python3"]) {
+    let out: Deno.CommandOutput;
+    try {
+      out = await new Deno.Command(python, {
+        args: [script, "--preset", preset, "--steps", String(steps)],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    } catch {
+      continue;
+    }
+    const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
+    if (out.code === 3) continue; // that interpreter has no torch
+    if (out.code !== 0) {
+      return { error: new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "failed" };
+    }
+    const r = JSON.parse(last);
+    return { usPerStep: r.us_per_step, threads: r.threads, version: r.torch };
+  }
+  return { error: "torch is not installed (Debian: apt-get install python3-torch)" };
+}
+
+function machine(): string {
+  let cpu = "unknown CPU";
+  try {
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    cpu = info.match(/^model name\s*:\s*(.*)$/m)?.[1] ?? cpu;
+  } catch { /* not Linux */ }
+  return `${cpu}, ${navigator.hardwareConcurrency} cores`;
+}
+
+const f0 = (x: number) => x.toFixed(0);
+
+function printTables(results: Result[], argv: string[]): void {
+  console.log(`date: ${new Date().toISOString().slice(0, 10)}`);
+  console.log(`machine: ${machine()}`);
+  console.log(`adapter: ${results[0]?.adapter}`);
+  console.log(`command: deno task bench ${argv.join(" ")}`.trimEnd());
+  console.log("");
+  console.log(
+    "| preset | us/step | dispatches/step | M multiply-adds/step | G multiply-adds/s | 200k steps | PyTorch CPU us/step | speed-up vs PyTorch |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
+  for (const r of results) {
+    const t = r.torch && "usPerStep" in r.torch ? r.torch : null;
+    console.log(
+      `| ${r.preset} | ${f0(r.usPerStep)} | ${r.dispatchesPerStep} | ${
+        (r.macsPerStep / 1e6).toFixed(2)
+      } | ${r.gmacs.toFixed(2)} | ${f0(r.projected200kSeconds)} s | ${
+        t
+          ? `${f0(t.usPerStep)} (torch ${t.version}, ${t.threads} thread${
+            t.threads > 1 ? "s" : ""
+          })`
+          : r.torch && "error" in r.torch
+          ? `n/a: ${r.torch.error}`
+          : "skipped"
+      } | ${t ? (t.usPerStep / r.usPerStep).toFixed(2) + "x" : "-"} |`,
+    );
+  }
+  for (const r of results) {
+    if (!r.kernels.length) continue;
+    const total = r.kernels.reduce((a, k) => a + k.us, 0);
+    console.log("");
+    console.log(`Per-kernel breakdown, ${r.preset} (each kernel timed alone; us per step):`);
+    console.log("");
+    console.log("| kernel | dispatches/step | us/step | share |");
+    console.log("|---|---:|---:|---:|");
+    for (const k of [...r.kernels].sort((a, b) => b.us - a.us)) {
+      console.log(`| ${k.kernel} | ${k.dispatches} | ${f0(k.us)} | ${f0((100 * k.us) / total)}% |`);
+    }
+    console.log(`| total | ${r.dispatchesPerStep} | ${f0(total)} | |`);
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseFlags(Deno.args, {
+    preset: { type: "string" },
+    chunks: { type: "string" },
+    "chunk-steps": { type: "string" },
+    "torch-steps": { type: "string" },
+    "profile-reps": { type: "string" },
+    data: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
+  const which = values.preset ?? "all";
+  if (which !== "all" && !(which in PRESETS)) {
+    throw new UsageError(`--preset must be lecture, seed or all, got '${which}'`);
+  }
+  const presets = (which === "all" ? Object.keys(PRESETS) : [which]) as PresetName[];
+  const chunks = intFlag("chunks", values.chunks, { min: 1 }) ?? 5;
+  const chunkSteps = intFlag("chunk-steps", values["chunk-steps"], { min: 1, max: 1000 }) ?? 200;
+  const torchSteps = intFlag("torch-steps", values["torch-steps"], { min: 0 }) ?? 1000;
+  const profileReps = intFlag("profile-reps", values["profile-reps"], { min: 0 }) ?? 30;
+  const words = readWords(values.data ?? "data/names.txt");
+  const results: Result[] = [];
+  for (const preset of presets) {
+    const r = await benchGpu(preset, words, chunks, chunkSteps, profileReps);
+    if (torchSteps > 0) r.torch = await benchTorch(preset, torchSteps);
+    if (values.json) console.log(JSON.stringify(r));
+    results.push(r);
+  }
+  if (!values.json) printTables(results, Deno.args);
+}
+
+if (import.meta.main) runMain(main);
