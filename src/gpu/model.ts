@@ -25,7 +25,7 @@ import type { Examples } from "../data.ts";
 import { type ModelConfig, type ModelLayout, modelLayout } from "../model.ts";
 import type { Gpu } from "./device.ts";
 import { createKernels, type KernelName, type Kernels } from "./kernels.ts";
-import { BufferLayout, gpuLayouts, roundUp4 } from "./layout.ts";
+import { type BufferLayout, gpuLayouts, roundUp4 } from "./layout.ts";
 
 const UNIFORM_STRIDE = 256; // bytes: the largest minUniformBufferOffsetAlignment allowed
 const OP_BYTES = 96; // sizeof(Op), rounded up to 16
