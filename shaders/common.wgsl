@@ -2,9 +2,10 @@
 //
 // Memory model of a training step (see src/gpu/model.ts):
 // - P holds the parameters and the BatchNorm running statistics before the step, Pn receives
-//   them after it. Every value is written to Pn exactly once per step, by the kernel that
-//   computes its update (SGD is fused there, see sgd.wgsl), and the two buffers swap roles for
-//   the next step ("ping-pong").
+//   them after it, except the layer's weight, which is the texture W (Wn after the step).
+//   Every value is written to Pn (Wn) exactly once per step, by the kernel that computes its
+//   update (SGD is fused there, see sgd.wgsl), and the two copies swap roles for the next step
+//   ("ping-pong").
 // - Activations are batch-major, [rows][features], every row padded to a multiple of 4
 //   features and read as vec4; padding is zero and stays zero. Layer l's forward values live
 //   in activation buffer l % 2 and the gradients w.r.t. its h in gradient buffer l % 2 (the
@@ -45,7 +46,7 @@ struct Op {
   t: u32,         // Out: layer output [rows][out_q] (after BatchNorm and tanh, if any)
   dh: u32,        // Gin: gradient of the loss w.r.t. h [rows][out_q]
   stats: u32,     // Out: batch mean [out_q], then unbiased batch variance [out_q]
-  w: u32,         // P: weight [in_q * 4][out_q]; the embedding table for the embedding op
+  w: u32,         // P: the embedding table, for the embedding op (a layer's weight is W)
   bias: u32,      // P: [out_q]
   gamma: u32,     // P: [out_q]
   beta: u32,      // P: [out_q]
@@ -75,6 +76,8 @@ const WINDOW = 4096u;
 @group(1) @binding(9) var<storage, read_write> Lo: array<f32>;
 @group(1) @binding(10) var<uniform> InWindow: array<vec4f, WINDOW>;  // In from op.x
 @group(1) @binding(11) var<uniform> GinWindow: array<vec4f, WINDOW>; // Gin from op.dh
+@group(1) @binding(12) var W: texture_2d<f32>; // the layer's weight: row k, texel q = W[k][4q..4q+3]
+@group(1) @binding(13) var Wn: texture_storage_2d<rgba32float, write>;
 
 // Scalar access to the vec4 buffers, for the embedding's unaligned rows. `i` counts floats.
 fn read_p(i: u32) -> f32 {

@@ -1,4 +1,5 @@
-// Linear layer (CPU reference: src/cpu/linear.ts): h = x @ W (+ b), W stored [in][out].
+// Linear layer (CPU reference: src/cpu/linear.ts): h = x @ W (+ b), W stored [in][out] (as the
+// texture W, rows of vec4 texels).
 //
 // linear_forward computes h and then, as an epilogue, the layer's BatchNorm and tanh;
 // linear_backward computes dW (applying SGD to W) and dx, and as the epilogue of dx runs the
@@ -8,13 +9,13 @@
 // on a GPU) and the loads and stores of the intermediate values.
 //
 // Tiling, chosen for llvmpipe, which runs 8 invocations as the lanes of one SIMD register and
-// where a load costs far more than a multiply-add: an invocation owns one vec4 of output
-// features (4 columns) for RB rows, so each vec4 of W it loads serves RB rows, and the rows of
-// the other operand (x, or dh for dx) it loads are the same for all 8 lanes. Those shared rows
-// come through a uniform-buffer window when they fit in one (WINDOWS, set per pipeline by the
-// host): llvmpipe gathers uniform-buffer elements with plain vector code, but reads a storage
-// buffer one lane at a time behind bounds checks. Measured with valgrind on the 32 x 200 x 200
-// forward: 9.4 M instructions with storage and RB = 8, 2.0 M with the window and RB = 16.
+// where a memory access costs far more than a multiply-add: an invocation owns one vec4 of
+// output features (4 columns) for RB rows, so each texel of W it loads serves RB rows, and the
+// rows of the other operand (x, or dh for dx) it loads are the same for all 8 lanes. How the
+// loads are made matters most: llvmpipe reads a storage buffer one lane at a time behind
+// bounds checks (~70 ns per vec4 for 8 lanes, single-threaded), but gathers texels (~9 ns) and
+// uniform-buffer elements (~12 ns) with plain vector code. So W is a texture, and x and dh come
+// through uniform windows when they fit (WINDOWS, set per pipeline by the host).
 // The workgroup is WX x WY: WX adjacent vec4 columns times WY groups of rows.
 //
 // The loops take any row count, width and depth: rows beyond the end are clamped on load and
@@ -29,9 +30,9 @@ override WINDOWS: bool = false;
 const RB = 16u; // rows per invocation
 const RK = 16u; // rows of W per invocation in the weight gradient (a multiple of 4)
 const WX = 8u;
-const WY = 2u;
+const WY = 1u; // one SIMD group: no barriers to wait at, and rows uniform across lanes
 
-var<workgroup> column_sums: array<vec4f, 16>; // WX * WY
+var<workgroup> column_sums: array<vec4f, WX * WY>;
 
 // The sum of v over the WY invocations of this column (same local_invocation_id.x).
 fn column_total(v: vec4f, lid: vec3u) -> vec4f {
@@ -75,11 +76,10 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
     }
     for (var k = 0u; k < op.in_q; k++) {
       // Rows 4k..4k+3 of W, this invocation's 4 columns.
-      let wk = op.w + 4u * k * op.out_q + qc;
-      let w0 = P[wk];
-      let w1 = P[wk + op.out_q];
-      let w2 = P[wk + 2u * op.out_q];
-      let w3 = P[wk + 3u * op.out_q];
+      let w0 = textureLoad(W, vec2u(qc, 4u * k), 0);
+      let w1 = textureLoad(W, vec2u(qc, 4u * k + 1u), 0);
+      let w2 = textureLoad(W, vec2u(qc, 4u * k + 2u), 0);
+      let w3 = textureLoad(W, vec2u(qc, 4u * k + 3u), 0);
       for (var i = 0u; i < RB; i++) {
         let xi = min(r0 + i, rows - 1u) * op.in_q + k;
         let x = select(In[op.x + xi], InWindow[xi], WINDOWS);
@@ -164,7 +164,7 @@ fn linear_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
   }
 }
 
-// dW = x^T @ dh, one RK x 4 block per invocation, then W' = W - lr dW into Pn; the bias
+// dW = x^T @ dh, one RK x 4 block per invocation, then W' = W - lr dW into Wn; the bias
 // gradient (sum over rows of dh) rides along in the first row of tiles.
 fn weight_gradient(tile: u32, lid: vec3u) {
   let rows = step.rows;
@@ -179,7 +179,8 @@ fn weight_gradient(tile: u32, lid: vec3u) {
   }
   var bias_grad = vec4f(0.0);
   for (var b = 0u; b < rows; b++) {
-    let g = Gin[op.dh + b * op.out_q + qc];
+    let gi = b * op.out_q + qc;
+    let g = select(Gin[op.dh + gi], GinWindow[gi], WINDOWS);
     bias_grad += g;
     for (var j = 0u; j < RK / 4u; j++) {
       let xi = b * op.in_q + min(k0 / 4u + j, op.in_q - 1u);
@@ -193,8 +194,8 @@ fn weight_gradient(tile: u32, lid: vec3u) {
   for (var i = 0u; i < RK; i++) {
     let k = k0 + i;
     if (live && k < 4u * op.in_q) {
-      let at = op.w + k * op.out_q + q;
-      Pn[at] = P[at] - step.lr * acc[i]; // sgd(), inline: a call here would spill acc
+      let w = textureLoad(W, vec2u(q, k), 0);
+      textureStore(Wn, vec2u(q, k), w - step.lr * acc[i]); // sgd(), inline: a call would spill acc
     }
   }
   if ((op.flags & HAS_BIAS) != 0u && k0 == 0u && live) {
@@ -229,11 +230,10 @@ fn input_gradient(tile: u32, lid: vec3u) {
     }
     for (var n = 0u; n < op.out_q; n++) {
       // Rows 4*ic..4*ic+3 of W (this invocation's input features), output features 4n..4n+3.
-      let wn = op.w + 4u * ic * op.out_q + n;
-      let w0 = P[wn];
-      let w1 = P[wn + op.out_q];
-      let w2 = P[wn + 2u * op.out_q];
-      let w3 = P[wn + 3u * op.out_q];
+      let w0 = textureLoad(W, vec2u(n, 4u * ic), 0);
+      let w1 = textureLoad(W, vec2u(n, 4u * ic + 1u), 0);
+      let w2 = textureLoad(W, vec2u(n, 4u * ic + 2u), 0);
+      let w3 = textureLoad(W, vec2u(n, 4u * ic + 3u), 0);
       for (var i = 0u; i < RB; i++) {
         let di = min(r0 + i, rows - 1u) * op.out_q + n;
         let d = select(Gin[op.dh + di], GinWindow[di], WINDOWS);
@@ -256,7 +256,8 @@ fn input_gradient(tile: u32, lid: vec3u) {
         if (live && r0 + i < rows) {
           var dy = Gout[prev.dh + at];
           if (tanh_in) {
-            dy = tanh_backward(dy, In[prev.t + at]);
+            // prev.t is this layer's input, op.x: the window holds it.
+            dy = tanh_backward(dy, select(In[prev.t + at], InWindow[at], WINDOWS));
           }
           sum_dy += dy;
           sum_dy_xhat += dy * (In[prev.h + at] - mean) * invstd;

@@ -2,10 +2,11 @@
 //
 // There is no separate SGD pass over the parameters. On llvmpipe every load and store costs far
 // more than the arithmetic, and a separate pass would store each gradient, then load it back
-// with its parameter. Instead the kernel that finishes a gradient applies this function while
-// the gradient is still in registers, reading the parameter from P and writing the result to
-// Pn, a second copy of the parameters (see common.wgsl): the step's other kernels keep reading
-// the old values from P, as the CPU reference does, so no kernel races with an update.
+// with its parameter. Instead the kernel that finishes a gradient applies this update while
+// the gradient is still in registers, reading the parameter from P (a weight from W) and
+// writing the result to Pn (Wn), a second copy of the parameters (see common.wgsl): the step's
+// other kernels keep reading the old values, as the CPU reference does, so no kernel races
+// with an update. (linear.wgsl writes it out inline where a call would cost registers.)
 
 fn sgd(param: vec4f, grad: vec4f) -> vec4f {
   return param - step.lr * grad;

@@ -71,6 +71,12 @@ export async function createKernels(device: GPUDevice): Promise<Kernels> {
       storage(9, "storage"), // Lo
       storage(10, "uniform"), // InWindow
       storage(11, "uniform"), // GinWindow
+      { binding: 12, visibility: C, texture: { sampleType: "unfilterable-float" } }, // W
+      {
+        binding: 13,
+        visibility: C,
+        storageTexture: { access: "write-only", format: "rgba32float" },
+      }, // Wn
     ],
   });
   const layout = device.createPipelineLayout({ bindGroupLayouts: [stepLayout, opLayout] });

@@ -1,89 +1,109 @@
 /**
- * Where the model's tensors live in the GPU buffers, and the conversion from and to the CPU
- * layout (src/model.ts). The kernels read features as vec4, so every row of features is padded
- * to a multiple of 4 and every tensor starts on a multiple of 4 floats; the padding is zero.
+ * Where the model's tensors live on the GPU, and the conversion from and to the CPU layout
+ * (src/model.ts). The kernels read features as vec4, so every row of features is padded to a
+ * multiple of 4 and the padding is zero.
  *
- * - A weight [nIn, nOut] becomes [roundUp4(nIn)][roundUp4(nOut)].
- * - A vector [n] (bias, gamma, beta, running statistics) becomes [roundUp4(n)].
- * - The embedding table [vocab, embd] stays dense (the embedding kernels move single floats),
- *   padded at its end only.
+ * - Each weight [nIn, nOut] is an rgba32float texture of roundUp4(nIn) rows of
+ *   roundUp4(nOut) / 4 texels: on llvmpipe a texel fetch costs a fraction of a storage-buffer
+ *   load (linear.wgsl), and a texture is what every GPU caches best for this access pattern.
+ * - Every other tensor (the embedding table, biases, BatchNorm gammas, betas and running
+ *   statistics) is a vector in one storage buffer, starting on a multiple of 4 floats.
  */
 
 import type { ModelLayout, Tensor } from "../model.ts";
 
 export const roundUp4 = (n: number): number => Math.ceil(n / 4) * 4;
 
-/** One CPU tensor seen as a [rows, cols] matrix, placed at `offset` with `stride` per row. */
-export interface Placement {
-  readonly tensor: Tensor;
-  readonly offset: number; // floats
-  readonly rows: number;
-  readonly cols: number;
-  readonly stride: number; // floats between rows on the GPU
-}
-
-/** The placements of a list of tensors in one GPU buffer, and its size in floats. */
+/** A list of tensors, each flattened, packed into one buffer at 4-float boundaries. */
 export class BufferLayout {
-  readonly placements: readonly Placement[];
+  readonly tensors: readonly Tensor[];
+  readonly offsets: readonly number[]; // floats
   readonly size: number;
-  readonly #byName: Map<string, Placement>;
+  readonly #byName: Map<string, number>;
 
-  constructor(tensors: readonly Tensor[], matrices: ReadonlySet<string>) {
+  constructor(tensors: readonly Tensor[]) {
+    this.tensors = tensors;
     let cursor = 0;
-    this.placements = tensors.map((tensor) => {
-      const matrix = matrices.has(tensor.name);
-      const [rows, cols] = matrix ? [tensor.shape[0], tensor.shape[1]] : [1, tensor.size];
-      const stride = roundUp4(cols);
-      const gpuRows = matrix ? roundUp4(rows) : 1;
-      const p = { tensor, offset: cursor, rows, cols, stride };
-      cursor += gpuRows * stride;
-      return p;
+    this.offsets = tensors.map((t) => {
+      const at = cursor;
+      cursor += roundUp4(t.size);
+      return at;
     });
     this.size = Math.max(cursor, 4);
-    this.#byName = new Map(this.placements.map((p) => [p.tensor.name, p]));
-  }
-
-  get(name: string): Placement {
-    const p = this.#byName.get(name);
-    if (!p) throw new Error(`no tensor named ${name}`);
-    return p;
+    this.#byName = new Map(tensors.map((t, i) => [t.name, this.offsets[i]]));
   }
 
   /** Offset in vec4 units, as the kernels index. */
   quad(name: string): number {
-    return this.get(name).offset / 4;
+    const at = this.#byName.get(name);
+    if (at === undefined) throw new Error(`no tensor named ${name}`);
+    return at / 4;
   }
 
   /** CPU layout -> GPU layout (padding zero). */
   pack(cpu: Float32Array): Float32Array<ArrayBuffer> {
     const gpu = new Float32Array(this.size);
-    for (const p of this.placements) {
-      for (let r = 0; r < p.rows; r++) {
-        const src = p.tensor.offset + r * p.cols;
-        gpu.set(cpu.subarray(src, src + p.cols), p.offset + r * p.stride);
-      }
+    this.tensors.forEach((t, i) =>
+      gpu.set(cpu.subarray(t.offset, t.offset + t.size), this.offsets[i])
+    );
+    return gpu;
+  }
+
+  /** GPU layout -> CPU layout, into `cpu`. */
+  unpack(gpu: Float32Array, cpu: Float32Array): void {
+    this.tensors.forEach((t, i) =>
+      cpu.set(gpu.subarray(this.offsets[i], this.offsets[i] + t.size), t.offset)
+    );
+  }
+}
+
+/** A weight [rows, cols] as a texture of `height` rows of `width` rgba texels. */
+export class WeightTexture {
+  readonly tensor: Tensor;
+  readonly rows: number;
+  readonly cols: number;
+  readonly width: number;
+  readonly height: number;
+
+  constructor(tensor: Tensor) {
+    this.tensor = tensor;
+    [this.rows, this.cols] = tensor.shape;
+    this.width = roundUp4(this.cols) / 4;
+    this.height = roundUp4(this.rows);
+  }
+
+  /** The texture's contents, row-major, 4 floats a texel, from the CPU parameters. */
+  pack(cpu: Float32Array): Float32Array<ArrayBuffer> {
+    const stride = this.width * 4;
+    const gpu = new Float32Array(this.height * stride);
+    for (let r = 0; r < this.rows; r++) {
+      const src = this.tensor.offset + r * this.cols;
+      gpu.set(cpu.subarray(src, src + this.cols), r * stride);
     }
     return gpu;
   }
 
-  /** GPU layout -> CPU layout. */
-  unpack(gpu: Float32Array, cpuSize: number): Float32Array {
-    const cpu = new Float32Array(cpuSize);
-    for (const p of this.placements) {
-      for (let r = 0; r < p.rows; r++) {
-        const src = p.offset + r * p.stride;
-        cpu.set(gpu.subarray(src, src + p.cols), p.tensor.offset + r * p.cols);
-      }
+  /** From texture rows `stride` floats apart (copies pad rows to 256 bytes), into `cpu`. */
+  unpack(gpu: Float32Array, stride: number, cpu: Float32Array): void {
+    for (let r = 0; r < this.rows; r++) {
+      cpu.set(gpu.subarray(r * stride, r * stride + this.cols), this.tensor.offset + r * this.cols);
     }
-    return cpu;
   }
 }
 
-/** The parameter and running-statistics buffers of a model. */
-export function gpuLayouts(layout: ModelLayout): { params: BufferLayout; buffers: BufferLayout } {
+export interface GpuLayouts {
+  /** The non-weight parameters, then the running statistics, in one buffer. */
+  readonly params: BufferLayout;
+  readonly running: BufferLayout;
+  /** One per layer, in layer order. */
+  readonly weights: readonly WeightTexture[];
+}
+
+export function gpuLayouts(layout: ModelLayout): GpuLayouts {
   const weights = new Set(layout.layers.map((l) => l.weight.name));
   return {
-    params: new BufferLayout(layout.params, weights),
-    buffers: new BufferLayout(layout.buffers, new Set()),
+    params: new BufferLayout(layout.params.filter((t) => !weights.has(t.name))),
+    running: new BufferLayout(layout.buffers),
+    weights: layout.layers.map((l) => new WeightTexture(l.weight)),
   };
 }

@@ -25,7 +25,7 @@ import type { Examples } from "../data.ts";
 import { type ModelConfig, type ModelLayout, modelLayout } from "../model.ts";
 import type { Gpu } from "./device.ts";
 import { createKernels, type KernelName, type Kernels } from "./kernels.ts";
-import { type BufferLayout, gpuLayouts, roundUp4 } from "./layout.ts";
+import { type BufferLayout, gpuLayouts, roundUp4, type WeightTexture } from "./layout.ts";
 
 const UNIFORM_STRIDE = 256; // bytes: the largest minUniformBufferOffsetAlignment allowed
 const OP_BYTES = 96; // sizeof(Op), rounded up to 16
@@ -124,10 +124,15 @@ export class GpuModel {
   readonly evalRows: number;
   readonly #device: GPUDevice;
   readonly #kernels: Kernels;
-  /** Parameters then running statistics, as one buffer layout. */
+  /** The non-weight parameters, then the running statistics, in one buffer. */
   readonly #params: BufferLayout;
   readonly #running: BufferLayout;
   readonly #pBuffers: [GPUBuffer, GPUBuffer];
+  /** Each layer's weight, as two textures that swap roles like the parameter buffers. */
+  readonly #weightLayouts: readonly WeightTexture[];
+  readonly #weights: [GPUTexture, GPUTexture][];
+  /** Bound in place of a weight by the ops that have none. */
+  readonly #noWeight: [GPUTexture, GPUTexture];
   readonly #act: [GPUBuffer, GPUBuffer];
   readonly #grad: [GPUBuffer, GPUBuffer];
   readonly #data: GPUBuffer;
@@ -150,7 +155,8 @@ export class GpuModel {
     this.#kernels = kernels;
     const layouts = gpuLayouts(this.layout);
     this.#params = layouts.params;
-    this.#running = layouts.buffers;
+    this.#running = layouts.running;
+    this.#weightLayouts = layouts.weights;
     const { blockSize: T, nEmbd: E, vocabSize: V } = config;
     const L = this.layout.layers.length;
     const inQ0 = roundUp4(T * E) / 4;
@@ -174,6 +180,17 @@ export class GpuModel {
       d.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
     const pBytes = (this.#params.size + this.#running.size) * 4;
     this.#pBuffers = [buffer("params.0", pBytes), buffer("params.1", pBytes)];
+    const TEXTURE = GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING |
+      GPUTextureUsage.COPY_DST | GPUTextureUsage.COPY_SRC;
+    const texture = (label: string, width: number, height: number) =>
+      d.createTexture({ label, size: [width, height], format: "rgba32float", usage: TEXTURE });
+    this.#weights = this.#weightLayouts.map((w) =>
+      [0, 1].map((p) => texture(`${w.tensor.name}.${p}`, w.width, w.height)) as [
+        GPUTexture,
+        GPUTexture,
+      ]
+    );
+    this.#noWeight = [texture("no weight.0", 1, 1), texture("no weight.1", 1, 1)];
     // Activations and gradients are also read through 64 KiB uniform windows that may start
     // at any region: pad each buffer so that every window lies inside it.
     const WINDOWED = STORAGE | GPUBufferUsage.UNIFORM;
@@ -249,7 +266,6 @@ export class GpuModel {
         t: regions.t[i],
         dh: regions.dh[i],
         stats: regions.stats[i],
-        w: P.quad(l.weight.name),
         bias: l.bias ? P.quad(l.bias.name) : 0,
         gamma: l.bn ? P.quad(l.bn.gamma.name) : 0,
         beta: l.bn ? P.quad(l.bn.beta.name) : 0,
@@ -285,6 +301,7 @@ export class GpuModel {
       const out = i === 0 ? 1 : layer % 2;
       const inp = 1 - out;
       const [gin, gout] = loss ? [inp, out] : [out, inp];
+      const weight = i > 0 && !loss ? this.#weights[i - 1] : this.#noWeight;
       return [0, 1].map((parity) =>
         d.createBindGroup({
           label: `op ${i} parity ${parity}`,
@@ -303,6 +320,8 @@ export class GpuModel {
             { binding: 9, resource: { buffer: this.#losses } },
             { binding: 10, resource: window(this.#act[inp], i > 0 && !loss ? f.x : 0) },
             { binding: 11, resource: window(this.#grad[gin], i > 0 && !loss ? f.dh : 0) },
+            { binding: 12, resource: weight[parity].createView() },
+            { binding: 13, resource: weight[1 - parity].createView() },
           ],
         })
       ) as [GPUBindGroup, GPUBindGroup];
@@ -341,24 +360,53 @@ export class GpuModel {
 
   /** Uploads parameters and running statistics given in the CPU layout (src/model.ts). */
   setParams(params: Float32Array, buffers: Float32Array): void {
+    const q = this.#device.queue;
     const all = new Float32Array(this.#params.size + this.#running.size);
     all.set(this.#params.pack(params));
     all.set(this.#running.pack(buffers), this.#params.size);
     // Both copies: the padding stays zero in each, and nothing is left uninitialized.
-    for (const b of this.#pBuffers) this.#device.queue.writeBuffer(b, 0, all);
+    for (const b of this.#pBuffers) q.writeBuffer(b, 0, all);
+    this.#weightLayouts.forEach((w, l) => {
+      const data = w.pack(params);
+      for (const t of this.#weights[l]) {
+        q.writeTexture({ texture: t }, data, { bytesPerRow: w.width * 16 }, [w.width, w.height]);
+      }
+    });
   }
 
   /** Downloads the current parameters and running statistics, in the CPU layout. */
   async getParams(): Promise<{ params: Float32Array; buffers: Float32Array }> {
-    const all = await this.#read(
-      this.#pBuffers[this.#parity],
-      0,
-      this.#params.size + this.#running.size,
-    );
-    return {
-      params: this.#params.unpack(all, this.layout.nParams),
-      buffers: this.#running.unpack(all.subarray(this.#params.size), this.layout.nBuffers),
-    };
+    const d = this.#device;
+    const vectors = this.#params.size + this.#running.size;
+    // Texture copies need rows of a multiple of 256 bytes.
+    const strides = this.#weightLayouts.map((w) => Math.ceil((w.width * 16) / 256) * 64);
+    const offsets: number[] = [];
+    let floats = vectors;
+    this.#weightLayouts.forEach((w, l) => {
+      offsets.push(floats);
+      floats += strides[l] * w.height;
+    });
+    const staging = d.createBuffer({
+      size: floats * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = d.createCommandEncoder();
+    enc.copyBufferToBuffer(this.#pBuffers[this.#parity], 0, staging, 0, vectors * 4);
+    this.#weightLayouts.forEach((w, l) => {
+      enc.copyTextureToBuffer(
+        { texture: this.#weights[l][this.#parity] },
+        { buffer: staging, offset: offsets[l] * 4, bytesPerRow: strides[l] * 4 },
+        [w.width, w.height],
+      );
+    });
+    d.queue.submit([enc.finish()]);
+    const all = await this.#mapFloats(staging);
+    const params = new Float32Array(this.layout.nParams);
+    const buffers = new Float32Array(this.layout.nBuffers);
+    this.#params.unpack(all, params);
+    this.#running.unpack(all.subarray(this.#params.size), buffers);
+    this.#weightLayouts.forEach((w, l) => w.unpack(all.subarray(offsets[l]), strides[l], params));
+    return { params, buffers };
   }
 
   /**
@@ -696,6 +744,8 @@ export class GpuModel {
         this.#losses,
         this.#steps,
         this.#ops,
+        ...this.#weights.flat(),
+        ...this.#noWeight,
       ]
     ) b.destroy();
   }
