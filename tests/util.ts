@@ -99,13 +99,14 @@ export async function runCli(
   script: string,
   args: string[],
   permissions = ["--allow-read", "--allow-write", "--allow-env"],
+  env: Record<string, string> = {},
 ): Promise<CliResult> {
   const path = new URL(`../src/cli/${script}`, import.meta.url).pathname;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", ...permissions, path, ...args],
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };

@@ -33,9 +33,15 @@ export function parseFlags<T extends Options>(args: string[], options: T) {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false });
   } catch (e) {
-    // parseArgs's messages are already one line; drop its advice about "--" for positionals.
-    const msg = (e as Error).message.split(". To specify a positional")[0];
-    throw new UsageError(msg.replace(/\.$/, ""));
+    // parseArgs explains in several sentences; keep the first, and the one fix it suggests.
+    const msg = (e as Error).message.split("\n")[0];
+    const first = msg.split(/\.(\s|$)/)[0];
+    const option = msg.match(/'(--[\w-]+)' argument is ambiguous/)?.[1];
+    throw new UsageError(
+      option
+        ? `${option} needs a value (a value starting with '-' is written ${option}=-1)`
+        : first,
+    );
   }
 }
 

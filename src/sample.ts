@@ -1,0 +1,89 @@
+/**
+ * Generating names from a trained model: the CPU reference's forward pass in evaluation mode
+ * (running BatchNorm statistics), one character at a time for a batch of names at once.
+ * Generating is tiny work next to training, and the CPU gives the same names for the same
+ * seed on every machine.
+ */
+
+import { CpuModel } from "./cpu/model.ts";
+import type { Vocab } from "./data.ts";
+import { MAX_WORD_CHARS } from "./data.ts";
+import type { ModelConfig } from "./model.ts";
+import { Rng } from "./rng.ts";
+
+export interface SampleOptions {
+  readonly count: number;
+  readonly seed: number;
+  /** Logits are divided by it: < 1 is more conservative, > 1 more adventurous. */
+  readonly temperature?: number;
+  /** Sample only among the k most likely characters (0 or undefined: all). */
+  readonly topK?: number;
+  /** Every name starts with these characters (all in the vocabulary). */
+  readonly prefix?: string;
+  /** Longest name generated, in characters. */
+  readonly maxLength?: number;
+}
+
+export function sampleNames(
+  config: ModelConfig,
+  params: Float32Array,
+  buffers: Float32Array,
+  vocab: Vocab,
+  opts: SampleOptions,
+): string[] {
+  const { count, temperature = 1, topK = 0, prefix = "", maxLength = MAX_WORD_CHARS } = opts;
+  const model = new CpuModel(config, params, buffers);
+  const rng = new Rng(opts.seed);
+  const T = config.blockSize;
+  const V = config.vocabSize;
+  const start = vocab.encode(prefix);
+  const ctx = new Int32Array(count * T);
+  const out: number[][] = Array.from({ length: count }, () => []);
+  const push = (b: number, id: number) => {
+    ctx.copyWithin(b * T, b * T + 1, (b + 1) * T);
+    ctx[(b + 1) * T - 1] = id;
+    out[b].push(id);
+  };
+  for (let b = 0; b < count; b++) for (const id of start) push(b, id);
+  const done = new Uint8Array(count);
+  const probs = new Float64Array(V);
+  for (let len = start.length; len < maxLength && done.includes(0); len++) {
+    const logits = model.logits(ctx, "eval");
+    for (let b = 0; b < count; b++) {
+      if (done[b]) continue;
+      const row = logits.subarray(b * V, (b + 1) * V);
+      const id = draw(row, probs, temperature, topK, rng);
+      if (id === 0) done[b] = 1;
+      else push(b, id);
+    }
+  }
+  return out.map((ids) => vocab.decode(ids));
+}
+
+/** One token from softmax(logits / temperature), restricted to the top k. */
+function draw(
+  logits: ArrayLike<number>,
+  probs: Float64Array,
+  temperature: number,
+  topK: number,
+  rng: Rng,
+): number {
+  const V = logits.length;
+  let cutoff = -Infinity;
+  if (topK > 0 && topK < V) cutoff = Array.from(logits).sort((a, b) => b - a)[topK - 1];
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) if (logits[v] >= cutoff) max = Math.max(max, logits[v]);
+  let sum = 0;
+  for (let v = 0; v < V; v++) {
+    probs[v] = logits[v] >= cutoff ? Math.exp((logits[v] - max) / temperature) : 0;
+    sum += probs[v];
+  }
+  let u = rng.uniform() * sum;
+  for (let v = 0; v < V; v++) {
+    u -= probs[v];
+    if (u < 0) return v;
+  }
+  // Rounding left u a hair above 0: take the last token that had any probability.
+  for (let v = V - 1; v >= 0; v--) if (probs[v] > 0) return v;
+  return 0;
+}
