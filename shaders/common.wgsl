@@ -13,16 +13,19 @@
 //   Gin/Gout below. That lets In and Gin also be read through uniform-buffer windows, which
 //   llvmpipe loads several times faster than storage buffers (see linear.wgsl).
 // - D holds the token ids of the examples (the contexts [rows][block] followed by the targets
-//   [rows]), Lo the losses.
+//   [rows]), Host what the host reads back: the losses, and the diagnostics of the steps that
+//   collect them (see DIAG in linear.wgsl).
 // Offsets in Op are in vec4 units of the buffer they index.
 
 struct Step {
   lr: f32,
   rows: u32,        // examples in this pass: the batch, or one evaluation chunk
   data: u32,        // index in D of this pass's contexts
-  loss: u32,        // index in Lo where this pass writes its loss
+  loss: u32,        // index in Host where this pass writes its loss
   mode: u32,        // MODE_TRAIN or MODE_EVAL
   stats_layer: u32, // in MODE_EVAL: the layer that measures its batch statistics, or NONE
+  diag: u32,        // DIAG kernels: index in Host of this step's moments, or NONE
+  snap: u32,        // DIAG kernels: index in Host of this step's gradients snapshot, or NONE
 }
 
 const MODE_TRAIN = 0u;
@@ -58,6 +61,9 @@ struct Op {
   embd: u32,      // embedding: dimensions per token
   block: u32,     // embedding: tokens per context
   vocab: u32,     // embedding: table rows
+  diag: u32,      // DIAG: offset of this op's partial moments in a step's moments
+  snap_w: u32,    // DIAG: offset of this op's weight gradient [n_in][n_out] in a snapshot
+  snap_dt: u32,   // DIAG: offset of the gradient w.r.t. this op's output t [rows][n_out], or NONE
 }
 
 // The uniform windows hold 64 KiB, the most a uniform binding may (maxUniformBufferBindingSize).
@@ -73,7 +79,7 @@ const WINDOW = 4096u;
 @group(1) @binding(6) var<storage, read> Gin: array<vec4f>;
 @group(1) @binding(7) var<storage, read_write> Gout: array<vec4f>;
 @group(1) @binding(8) var<storage, read> D: array<i32>;
-@group(1) @binding(9) var<storage, read_write> Lo: array<f32>;
+@group(1) @binding(9) var<storage, read_write> Host: array<f32>;
 @group(1) @binding(10) var<uniform> InWindow: array<vec4f, WINDOW>;  // In from op.x
 @group(1) @binding(11) var<uniform> GinWindow: array<vec4f, WINDOW>; // Gin from op.dh
 @group(1) @binding(12) var W: texture_2d<f32>; // the layer's weight: row k, texel q = W[k][4q..4q+3]

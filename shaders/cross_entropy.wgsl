@@ -8,7 +8,7 @@
 // because it needs the whole column of gradients, which this one workgroup has just produced.
 //
 // Training runs one workgroup; evaluation may run several, each writing its partial sum of
-// the losses to Lo[step.loss + workgroup] for the host to add up. It runs with the output
+// the losses to Host[step.loss + workgroup] for the host to add up. It runs with the output
 // layer's op: the logits (and h, and the batch statistics) in Out, the gradient it produces
 // in Gout.
 
@@ -61,7 +61,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
     workgroupBarrier();
   }
   if (li == 0u) {
-    Lo[step.loss + wg.x] = select(partial[0], partial[0] / f32(rows), train);
+    Host[step.loss + wg.x] = select(partial[0], partial[0] / f32(rows), train);
   }
   if (!train || (op.flags & HAS_BN) == 0u) {
     return;

@@ -8,6 +8,8 @@
 // positions holding its token in a fixed order: deterministic, and the SGD update of the
 // element follows at once (sgd.wgsl).
 //
+override DIAG: bool = false;
+
 // Rows of embd floats are not vec4-aligned, so both kernels move single floats. The embedding
 // is "layer -1": its output x is in Out, its gradient (from the first layer's backward) in Gin.
 
@@ -44,5 +46,18 @@ fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
     }
   }
   let at = 4u * op.w + f;
-  Pn[at >> 2u][at & 3u] = sgd1(read_p(at), grad);
+  let updated = sgd1(read_p(at), grad);
+  Pn[at >> 2u][at & 3u] = updated;
+  if (DIAG) { // see linear.wgsl: this element's share of the moments, and its gradient
+    if (step.diag != NONE) {
+      let m = step.diag + op.diag + 4u * f;
+      Host[m] = grad;
+      Host[m + 1u] = grad * grad;
+      Host[m + 2u] = updated;
+      Host[m + 3u] = updated * updated;
+    }
+    if (step.snap != NONE) {
+      Host[step.snap + op.snap_w + f] = grad;
+    }
+  }
 }

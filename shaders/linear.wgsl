@@ -22,6 +22,17 @@
 // skipped on store, and padding features (to a multiple of 4) are zero in x, W and every
 // parameter, so they add nothing and receive zero gradients.
 
+// DIAG variants run on the steps that collect diagnostics (src/diagnostics.ts), and only there,
+// so that the other steps cost nothing more: linear_backward also writes, per invocation, the
+// sums of the weight gradient, of its square, of the updated weight and of its square (for the
+// update-to-data ratio) and, on snapshot steps, the whole weight gradient and the gradient
+// w.r.t. the previous layer's output, into Host.
+override DIAG: bool = false;
+
+fn sum4(v: vec4f) -> f32 {
+  return dot(v, vec4f(1.0));
+}
+
 // Whether x (and dh, in the backward) come through the windows InWindow / GinWindow rather than
 // In / Gin. The loads are written inline as select(storage, window, WINDOWS), which the
 // override folds away: wrapped in a helper function, they ran at half the speed on llvmpipe.
@@ -201,6 +212,33 @@ fn weight_gradient(tile: u32, lid: vec3u) {
   if ((op.flags & HAS_BIAS) != 0u && k0 == 0u && live) {
     Pn[op.bias + q] = sgd(P[op.bias + q], bias_grad);
   }
+  if (DIAG) {
+    // Padding is left out of the moments; the snapshot keeps it, in W's padded layout.
+    let real = 4u * q + vec4u(0u, 1u, 2u, 3u) < vec4u(op.n_out);
+    var moments = vec4f(0.0); // sum g, sum g^2, sum w', sum w'^2
+    for (var i = 0u; i < RK; i++) {
+      let k = k0 + i;
+      let counted = real & vec4<bool>(live && k < op.n_in);
+      let g = select(vec4f(0.0), acc[i], counted);
+      let w = textureLoad(W, vec2u(qc, min(k, 4u * op.in_q - 1u)), 0) - step.lr * acc[i];
+      let wc = select(vec4f(0.0), w, counted);
+      moments += vec4f(sum4(g), sum4(g * g), sum4(wc), sum4(wc * wc));
+      if (step.snap != NONE && live && k < 4u * op.in_q) {
+        let at = step.snap + op.snap_w + 4u * (k * op.out_q + q);
+        Host[at] = acc[i].x;
+        Host[at + 1u] = acc[i].y;
+        Host[at + 2u] = acc[i].z;
+        Host[at + 3u] = acc[i].w;
+      }
+    }
+    if (step.diag != NONE) {
+      let at = step.diag + op.diag + 4u * ((tile * WY + lid.y) * WX + lid.x);
+      Host[at] = moments.x;
+      Host[at + 1u] = moments.y;
+      Host[at + 2u] = moments.z;
+      Host[at + 3u] = moments.w;
+    }
+  }
 }
 
 // dx = dh @ W^T for all rows of 4 input features, then the previous layer's backward: through
@@ -244,6 +282,18 @@ fn input_gradient(tile: u32, lid: vec3u) {
       let r = r0 + i;
       if (live && r < rows) {
         Gout[prev.dh + r * op.in_q + iq] = acc[i];
+      }
+    }
+    if (DIAG && step.snap != NONE && prev.snap_dt != NONE) {
+      for (var i = 0u; i < RB; i++) {
+        let r = r0 + i;
+        if (live && r < rows) {
+          let at = step.snap + prev.snap_dt + 4u * (r * op.in_q + iq); // padded [rows][in_q]
+          Host[at] = acc[i].x;
+          Host[at + 1u] = acc[i].y;
+          Host[at + 2u] = acc[i].z;
+          Host[at + 3u] = acc[i].w;
+        }
       }
     }
   }

@@ -23,8 +23,17 @@ import { type Dataset, type Examples, makeDataset, parseWords, Vocab } from "./d
 import { UserError } from "./errors.ts";
 import { sha256Hex, writeFileAtomic } from "./files.ts";
 import { describeAdapter, openGpu } from "./gpu/device.ts";
-import { GpuModel } from "./gpu/model.ts";
-import { initModel, learningRate, type ModelConfig, type TrainConfig } from "./model.ts";
+import { type ChunkDiagnostics, type ChunkResult, DIAG_SLOTS, GpuModel } from "./gpu/model.ts";
+import {
+  addRatios,
+  type Diagnostics,
+  emptyDiagnostics,
+  type Moments,
+  momentsOf,
+  type Snapshot,
+  summarize,
+} from "./diagnostics.ts";
+import { initModel, learningRate, type ModelConfig, type TrainConfig, view } from "./model.ts";
 import { Rng } from "./rng.ts";
 import { sampleNames } from "./sample.ts";
 
@@ -35,7 +44,13 @@ export interface Backend {
   readonly chunkSteps: number;
   setParams(params: Float32Array, buffers: Float32Array): void;
   getParams(): Promise<{ params: Float32Array; buffers: Float32Array }>;
-  trainChunk(batches: Int32Array<ArrayBuffer>, lrs: ArrayLike<number>): Promise<Float32Array>;
+  trainChunk(
+    batches: Int32Array<ArrayBuffer>,
+    lrs: ArrayLike<number>,
+    diag?: ChunkDiagnostics,
+  ): Promise<ChunkResult>;
+  /** The last step's values; only right after a chunk that asked for a snapshot. */
+  snapshot(step: number): Promise<Snapshot>;
   evaluate(ex: Examples): Promise<number>;
   calibrate(ex: Examples): Promise<void>;
   destroy(): void;
@@ -63,17 +78,45 @@ class CpuBackend implements Backend {
       buffers: Float32Array.from(this.#model.buffers),
     });
   }
-  trainChunk(batches: Int32Array, lrs: ArrayLike<number>): Promise<Float32Array> {
+  trainChunk(
+    batches: Int32Array,
+    lrs: ArrayLike<number>,
+    diag: ChunkDiagnostics = {},
+  ): Promise<ChunkResult> {
     const B = batches.length / lrs.length / (this.#config.blockSize + 1);
     const T = this.#config.blockSize;
     const losses = new Float32Array(lrs.length);
+    const moments = new Map<number, Moments[]>();
+    const m = this.#model;
+    const weights = [m.layout.embedding, ...m.layout.layers.map((l) => l.weight)];
     for (let s = 0; s < lrs.length; s++) {
       const at = s * B * (T + 1);
       const ctx = batches.subarray(at, at + B * T);
       const targets = batches.subarray(at + B * T, at + B * (T + 1));
-      losses[s] = this.#model.step(ctx, targets, lrs[s]);
+      losses[s] = m.step(ctx, targets, lrs[s]);
+      if (diag.moments?.includes(s)) {
+        moments.set(s, weights.map((t) => momentsOf(t.name, view(m.grads, t), view(m.params, t))));
+      }
     }
-    return Promise.resolve(losses);
+    return Promise.resolve({ losses, moments });
+  }
+  snapshot(step: number): Promise<Snapshot> {
+    const m = this.#model;
+    const weights = [m.layout.embedding, ...m.layout.layers.map((l) => l.weight)];
+    return Promise.resolve({
+      step,
+      tanh: m.layout.layers.flatMap((l, i) =>
+        l.tanh
+          ? [{ t: Float32Array.from(m.caches[i].out), dt: Float32Array.from(m.caches[i].dout) }]
+          : []
+      ),
+      weights: weights.map((t) => ({
+        name: t.name,
+        shape: t.shape,
+        grad: Float32Array.from(view(m.grads, t)),
+        param: Float32Array.from(view(m.params, t)),
+      })),
+    });
   }
   evaluate(ex: Examples) {
     return Promise.resolve(ex.n ? this.#model.evaluate(ex) : NaN);
@@ -101,8 +144,11 @@ class GpuBackend implements Backend {
   getParams() {
     return this.model.getParams();
   }
-  trainChunk(batches: Int32Array<ArrayBuffer>, lrs: ArrayLike<number>) {
-    return this.model.trainChunk(batches, lrs);
+  trainChunk(batches: Int32Array<ArrayBuffer>, lrs: ArrayLike<number>, diag?: ChunkDiagnostics) {
+    return this.model.trainChunk(batches, lrs, diag);
+  }
+  snapshot(step: number) {
+    return this.model.snapshot(step);
   }
   evaluate(ex: Examples) {
     return this.model.evaluate(ex);
@@ -149,6 +195,10 @@ export interface RunOptions {
   readonly logEvery: number;
   /** Names sampled at the end. */
   readonly samples: number;
+  /** Collect diagnostics (src/diagnostics.ts): update ratios every logEvery steps, snapshots. */
+  readonly diagnostics: boolean;
+  /** Snapshots at initialization, at the end, and every this many steps (0: no more). */
+  readonly diagEvery: number;
 }
 
 export interface Progress {
@@ -179,6 +229,7 @@ export interface RunResult {
 export const CHECKPOINT_FILE = "model.safetensors";
 export const LOG_FILE = "log.jsonl";
 export const RUN_FILE = "run.json";
+export const DIAGNOSTICS_FILE = "diagnostics.json";
 
 /** Reads the data file, with its sha256 (a resumed run must see the same bytes). */
 async function readData(path: string): Promise<{ words: string[]; sha256: string }> {
@@ -237,9 +288,13 @@ export async function run(
       resumedFrom: resumed?.state.step ?? 0,
     });
     const training = new Training(opts, config, vocab, dataset, data.sha256, backend, reporter);
-    const log = await openLog(`${opts.outDir}/${LOG_FILE}`, resumed?.state.step ?? 0, opts.resume);
+    const from = resumed?.state.step ?? 0;
+    const log = await openLog(`${opts.outDir}/${LOG_FILE}`, from, opts.resume);
+    const diagnostics = opts.resume && opts.diagnostics
+      ? await readDiagnostics(`${opts.outDir}/${DIAGNOSTICS_FILE}`, from)
+      : undefined;
     try {
-      await training.train(log, resumed?.state, signal);
+      await training.train(log, resumed?.state, signal, diagnostics);
     } finally {
       log.close();
     }
@@ -265,6 +320,7 @@ class Training {
   #logSum = 0;
   #logCount = 0;
   #smooth = NaN;
+  diagnostics: Diagnostics = emptyDiagnostics();
 
   constructor(
     readonly opts: RunOptions,
@@ -299,21 +355,39 @@ class Training {
       },
     });
     this.#savedStep = this.step;
+    if (this.opts.diagnostics) {
+      await writeFileAtomic(
+        `${this.opts.outDir}/${DIAGNOSTICS_FILE}`,
+        JSON.stringify(this.diagnostics) + "\n",
+      );
+    }
   }
 
-  /** Steps after which the pipeline is drained: evaluations, checkpoints, the end. */
+  /** Steps whose values are kept whole: the first, the last, and every diagEvery. */
+  #snapshotAt(s: number): boolean {
+    const { diagnostics, diagEvery, train } = this.opts;
+    return diagnostics && (s === 1 || s === train.steps || (diagEvery > 0 && s % diagEvery === 0));
+  }
+
+  /** Steps after which the pipeline is drained: evaluations, checkpoints, snapshots, the end. */
   #boundary(s: number): boolean {
     const { evalEvery, checkpointEvery, train } = this.opts;
     return s === train.steps || (evalEvery > 0 && s % evalEvery === 0) ||
-      s % checkpointEvery === 0;
+      s % checkpointEvery === 0 || this.#snapshotAt(s);
   }
 
   /**
    * SGD steps in chunks, one chunk in flight on the backend while the next is drawn and
    * encoded; checkpoints and evaluations at boundaries; stops early on `signal`.
    */
-  async train(log: Log, resumed: TrainingState | undefined, signal?: AbortSignal): Promise<void> {
-    const { train, evalEvery, checkpointEvery } = this.opts;
+  async train(
+    log: Log,
+    resumed: TrainingState | undefined,
+    signal?: AbortSignal,
+    diagnostics?: Diagnostics,
+  ): Promise<void> {
+    const { train, evalEvery, checkpointEvery, logEvery } = this.opts;
+    if (diagnostics) this.diagnostics = diagnostics;
     this.step = resumed?.step ?? 0;
     this.seconds = resumed?.seconds ?? 0;
     this.#savedStep = this.step;
@@ -322,11 +396,13 @@ class Training {
     this.#logCount = resumed?.pendingLog.count ?? 0;
     let since = performance.now(); // wall clock of the steps since the last boundary
     let stepsSince = 0;
-    type Chunk = { losses: Promise<Float32Array>; start: number; lrs: number[] };
+    type Chunk = { result: Promise<ChunkResult>; start: number; lrs: number[] };
     const finish = async (c: Chunk) => {
-      const losses = await c.losses;
+      const { losses, moments } = await c.result;
       for (let i = 0; i < losses.length; i++) {
         await this.#record(log, c.start + i, losses[i], c.lrs[i]);
+        const m = moments.get(i);
+        if (m) addRatios(this.diagnostics, c.start + i + 1, m, c.lrs[i]);
       }
       stepsSince += losses.length;
       this.step = c.start + losses.length;
@@ -343,7 +419,9 @@ class Training {
     let drawn = this.step;
     let inFlight: Chunk | null = null;
     while (drawn < train.steps && !signal?.aborted) {
-      let k = Math.min(this.backend.chunkSteps, train.steps - drawn);
+      // Update ratios every logEvery steps: at most DIAG_SLOTS of them per chunk.
+      const most = this.opts.diagnostics ? DIAG_SLOTS * logEvery : Infinity;
+      let k = Math.min(this.backend.chunkSteps, train.steps - drawn, most);
       for (let s = drawn + 1; s < drawn + k; s++) {
         if (this.#boundary(s)) {
           k = s - drawn;
@@ -352,9 +430,19 @@ class Training {
       }
       const lrs = Array.from({ length: k }, (_, i) => learningRate(train, drawn + i));
       const batches = drawBatches(this.#rng, this.dataset.examples.train, k, train.batchSize);
-      const chunk: Chunk = { losses: this.backend.trainChunk(batches, lrs), start: drawn, lrs };
+      const diag: ChunkDiagnostics = this.opts.diagnostics
+        ? {
+          moments: lrs.map((_, i) => i).filter((i) => (drawn + i + 1) % logEvery === 0),
+          snapshot: this.#snapshotAt(drawn + k),
+        }
+        : {};
+      const chunk: Chunk = {
+        result: this.backend.trainChunk(batches, lrs, diag),
+        start: drawn,
+        lrs,
+      };
       // If the chunk before fails (a NaN loss), this one is abandoned: not an unhandled error.
-      chunk.losses.catch(() => {});
+      chunk.result.catch(() => {});
       drawn += k;
       if (inFlight) await finish(inFlight);
       inFlight = chunk;
@@ -362,6 +450,9 @@ class Training {
       await finish(inFlight);
       inFlight = null;
       this.seconds += (performance.now() - since) / 1000;
+      if (this.#snapshotAt(this.step)) {
+        this.diagnostics.snapshots.push(summarize(await this.backend.snapshot(this.step)));
+      }
       if (evalEvery > 0 && this.step % evalEvery === 0 && this.step < train.steps) {
         const val = await this.backend.evaluate(this.dataset.examples.val);
         await log.write({ step: this.step, val });
@@ -499,6 +590,24 @@ function checkResume(ck: Checkpoint, opts: RunOptions, data: { sha256: string })
         "would not continue the original one",
     );
   }
+}
+
+/** A run's diagnostics.json up to `step` (what a resumed run continues), or nothing. */
+async function readDiagnostics(path: string, step: number): Promise<Diagnostics> {
+  let d: Diagnostics;
+  try {
+    d = JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return emptyDiagnostics();
+  }
+  const keep = d.updateRatios.steps.filter((s) => s <= step).length;
+  return {
+    snapshots: d.snapshots.filter((s) => s.step <= step),
+    updateRatios: {
+      steps: d.updateRatios.steps.slice(0, keep),
+      tensors: d.updateRatios.tensors.map((t) => ({ name: t.name, log10: t.log10.slice(0, keep) })),
+    },
+  };
 }
 
 /** log.jsonl, kept in step with the checkpoint: on resume, lines past its step are dropped. */

@@ -85,7 +85,7 @@ for (const [name, config, B] of shapes) {
         const batch = new Int32Array([...ctx, ...y]);
         // A large learning rate makes the update, recovered as new - old parameter, precise.
         const lr = 100;
-        const [loss] = await model.trainChunk(batch, [lr]);
+        const [loss] = (await model.trainChunk(batch, [lr])).losses;
         const cpuLoss = cpu.forward(ctx, y, "train");
         cpu.backward(y);
 
@@ -232,7 +232,7 @@ Deno.test("gpu kernels: two runs from the same seed give bit-identical losses", 
         const lrs = new Array(20).fill(0.1);
         const a = model.trainChunk(data.slice(0, 20 * B * 4), lrs);
         const b = model.trainChunk(data.slice(20 * B * 4), lrs); // submitted before a resolves
-        return [...await a, ...await b];
+        return [...(await a).losses, ...(await b).losses];
       } finally {
         model.destroy();
       }

@@ -52,7 +52,7 @@ for (const [name, config] of configs) {
           const { ctx, targets } = batchOf(batches, s, B, 3);
           cpuLosses.push(cpu.step(ctx, targets, lrs[s]));
           if (s === 0) {
-            gpuLosses.push(...await model.trainChunk(batches.slice(0, B * 4), [lrs[0]]));
+            gpuLosses.push(...(await model.trainChunk(batches.slice(0, B * 4), [lrs[0]])).losses);
             const after1 = await model.getParams();
             const err = maxRelError(after1.params, cpu.params);
             assert(err < 1e-6, `after 1 step: parameters differ by ${err}`);
@@ -62,7 +62,7 @@ for (const [name, config] of configs) {
         const per = B * 4;
         const a = model.trainChunk(batches.slice(per, 25 * per), lrs.slice(1, 25));
         const b = model.trainChunk(batches.slice(25 * per), lrs.slice(25));
-        gpuLosses.push(...await a, ...await b);
+        gpuLosses.push(...(await a).losses, ...(await b).losses);
         const after = await model.getParams();
         const err = maxRelError(after.params, cpu.params);
         const bufErr = maxRelError(after.buffers, cpu.buffers);

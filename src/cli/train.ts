@@ -12,6 +12,7 @@ import {
   RUN_FILE,
   type RunOptions,
 } from "../train.ts";
+import { plotRun } from "../plots.ts";
 import { floatFlag, intFlag, parseFlags, runMain, UsageError } from "./common.ts";
 
 const HELP = `Train a character-level MLP (makemore part 3) on a list of names.
@@ -44,6 +45,10 @@ Training (defaults from --preset):
 
 Reporting:
   --eval-every N       val loss every N steps (default 10000; 0 = only at the end)
+  --diag-every N       diagnostics snapshots (activations, gradients) every N steps, besides
+                       the first and last step (default 0: only those)
+  --no-diagnostics     collect no diagnostics (no update ratios, no snapshots)
+  --no-plots           draw no figures (deno task plot draws them later)
   --checkpoint-every N checkpoint every N steps (default 10000; always at the end)
   --samples N          names to sample at the end (default 10)
   --json               one JSON object per progress line
@@ -72,6 +77,9 @@ const OPTIONS = {
   backend: { type: "string" },
   "no-calibrate": { type: "boolean" },
   "eval-every": { type: "string" },
+  "diag-every": { type: "string" },
+  "no-diagnostics": { type: "boolean" },
+  "no-plots": { type: "boolean" },
   "checkpoint-every": { type: "string" },
   samples: { type: "string" },
   json: { type: "boolean" },
@@ -144,6 +152,8 @@ export async function resolveOptions(values: Values): Promise<RunOptions> {
     calibrate: !values["no-calibrate"],
     logEvery: 100,
     samples: intFlag("samples", values.samples, { min: 0, max: 1000 }) ?? 10,
+    diagnostics: !values["no-diagnostics"],
+    diagEvery: intFlag("diag-every", values["diag-every"], { min: 0 }) ?? 0,
   };
 }
 
@@ -278,6 +288,7 @@ async function main(): Promise<number> {
           train_seconds: result.trainSeconds,
         }),
       );
+      if (!values["no-plots"]) await plotRun(opts.outDir);
       return 0;
     }
     const l = result.losses!;
@@ -295,6 +306,10 @@ async function main(): Promise<number> {
       }
     }
     console.log(`wrote ${ck}, ${opts.outDir}/${RUN_FILE}, ${opts.outDir}/${LOG_FILE}`);
+    if (!values["no-plots"]) {
+      const figures = await plotRun(opts.outDir);
+      console.log(`figures: ${figures.map((f) => `${opts.outDir}/${f}`).join(", ")}`);
+    }
     return 0;
   } finally {
     reporter.end();

@@ -31,6 +31,7 @@ export interface LayerCache {
   y: Floats; // BatchNorm output
   out: Floats; // what the next layer sees: tanh(y), y, or h
   dh: Floats; // after backward: the gradient of the loss w.r.t. h
+  dout: Floats; // after backward: the gradient of the loss w.r.t. out
 }
 
 function alloc(like: Floats, n: number): Floats {
@@ -84,6 +85,7 @@ export class CpuModel {
         y: alloc(p, l.bn ? B * l.nOut : 0),
         out: alloc(p, 0),
         dh: alloc(p, B * l.nOut),
+        dout: alloc(p, B * l.nOut),
       };
       c.out = l.tanh ? alloc(p, B * l.nOut) : l.bn ? c.y : c.h;
       inp = c.out;
@@ -167,6 +169,7 @@ export class CpuModel {
       const l = this.layout.layers[i];
       const c = this.#caches[i];
       const n = B * l.nOut;
+      c.dout.set(dout);
       if (l.tanh) {
         const dy = alloc(p, n);
         tanhBackward(dy, dout, c.out, n);

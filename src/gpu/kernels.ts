@@ -9,15 +9,21 @@ const SHADERS = new URL("../../shaders/", import.meta.url);
 /** Function libraries prepended to every kernel file, after common.wgsl. */
 const LIBRARIES = ["common.wgsl", "sgd.wgsl", "tanh.wgsl", "batchnorm.wgsl"];
 
-/** Each kernel: file, entry point, and whether it reads through the uniform windows. */
+/**
+ * Each kernel: file, entry point, and its override constants: WINDOWS (read shared operands
+ * through uniform windows) and DIAG (also write diagnostics), see linear.wgsl.
+ */
 export const ENTRY_POINTS = {
-  embeddingForward: ["embedding.wgsl", "embedding_forward", false],
-  embeddingBackward: ["embedding.wgsl", "embedding_backward", false],
-  linearForward: ["linear.wgsl", "linear_forward", false],
-  linearForwardWindowed: ["linear.wgsl", "linear_forward", true],
-  linearBackward: ["linear.wgsl", "linear_backward", false],
-  linearBackwardWindowed: ["linear.wgsl", "linear_backward", true],
-  crossEntropy: ["cross_entropy.wgsl", "cross_entropy", false],
+  embeddingForward: ["embedding.wgsl", "embedding_forward", {}],
+  embeddingBackward: ["embedding.wgsl", "embedding_backward", { DIAG: 0 }],
+  embeddingBackwardDiag: ["embedding.wgsl", "embedding_backward", { DIAG: 1 }],
+  linearForward: ["linear.wgsl", "linear_forward", { WINDOWS: 0 }],
+  linearForwardWindowed: ["linear.wgsl", "linear_forward", { WINDOWS: 1 }],
+  linearBackward: ["linear.wgsl", "linear_backward", { WINDOWS: 0, DIAG: 0 }],
+  linearBackwardWindowed: ["linear.wgsl", "linear_backward", { WINDOWS: 1, DIAG: 0 }],
+  linearBackwardDiag: ["linear.wgsl", "linear_backward", { WINDOWS: 0, DIAG: 1 }],
+  linearBackwardWindowedDiag: ["linear.wgsl", "linear_backward", { WINDOWS: 1, DIAG: 1 }],
+  crossEntropy: ["cross_entropy.wgsl", "cross_entropy", {}],
 } as const;
 
 export type KernelName = keyof typeof ENTRY_POINTS;
@@ -68,7 +74,7 @@ export async function createKernels(device: GPUDevice): Promise<Kernels> {
       storage(6, "read-only-storage"), // Gin
       storage(7, "storage"), // Gout
       storage(8, "read-only-storage"), // D
-      storage(9, "storage"), // Lo
+      storage(9, "storage"), // Host
       storage(10, "uniform"), // InWindow
       storage(11, "uniform"), // GinWindow
       { binding: 12, visibility: C, texture: { sampleType: "unfilterable-float" } }, // W
@@ -92,9 +98,9 @@ export async function createKernels(device: GPUDevice): Promise<Kernels> {
   }
   const entries = Object.entries(ENTRY_POINTS) as [
     KernelName,
-    readonly [string, string, boolean],
+    readonly [string, string, Record<string, number>],
   ][];
-  const compiled = await Promise.all(entries.map(async ([name, [file, entryPoint, windows]]) => {
+  const compiled = await Promise.all(entries.map(async ([name, [file, entryPoint, constants]]) => {
     device.pushErrorScope("validation");
     const pipeline = await device.createComputePipelineAsync({
       label: name,
@@ -102,7 +108,7 @@ export async function createKernels(device: GPUDevice): Promise<Kernels> {
       compute: {
         module: modules.get(file)!,
         entryPoint,
-        constants: file === "linear.wgsl" ? { WINDOWS: windows ? 1 : 0 } : {},
+        constants,
       },
     });
     const error = await device.popErrorScope();

@@ -22,13 +22,14 @@
  */
 
 import type { Examples } from "../data.ts";
+import type { Moments, Snapshot } from "../diagnostics.ts";
 import { type ModelConfig, type ModelLayout, modelLayout } from "../model.ts";
 import type { Gpu } from "./device.ts";
 import { createKernels, type KernelName, type Kernels } from "./kernels.ts";
 import { type BufferLayout, gpuLayouts, roundUp4, type WeightTexture } from "./layout.ts";
 
 const UNIFORM_STRIDE = 256; // bytes: the largest minUniformBufferOffsetAlignment allowed
-const OP_BYTES = 96; // sizeof(Op), rounded up to 16
+const OP_BYTES = 112; // sizeof(Op), rounded up to 16
 const WINDOW_QUADS = 4096; // common.wgsl's WINDOW: 64 KiB of vec4
 const MODE_TRAIN = 0;
 const MODE_EVAL = 1;
@@ -41,6 +42,8 @@ const CE_GROUP = 64;
 const CE_MAX_GROUPS = 16;
 /** Evaluation passes encoded per submit. */
 const EVAL_PASSES = 16;
+/** Steps of one chunk that may collect moments (diagnostics). */
+export const DIAG_SLOTS = 8;
 
 export interface GpuModelOptions {
   /** Rows of one training batch. */
@@ -88,6 +91,23 @@ interface OpFields {
   embd: number;
   block: number;
   vocab: number;
+  diag: number;
+  snapW: number;
+  snapDt: number;
+}
+
+/** What a chunk of training steps returns. */
+export interface ChunkResult {
+  readonly losses: Float32Array;
+  /** For each step that was asked for them (by its index in the chunk): each weight's moments. */
+  readonly moments: ReadonlyMap<number, Moments[]>;
+}
+
+/** Which steps of a chunk collect diagnostics (indices in the chunk). */
+export interface ChunkDiagnostics {
+  readonly moments?: readonly number[];
+  /** Capture the last step's gradients for snapshot(). */
+  readonly snapshot?: boolean;
 }
 
 const FLOAT_FIELDS = new Set(["momentum", "eps"]);
@@ -136,7 +156,12 @@ export class GpuModel {
   readonly #act: [GPUBuffer, GPUBuffer];
   readonly #grad: [GPUBuffer, GPUBuffer];
   readonly #data: GPUBuffer;
-  readonly #losses: GPUBuffer;
+  /** Losses, then DIAG_SLOTS blocks of moments, then the snapshot (common.wgsl's Host). */
+  readonly #host: GPUBuffer;
+  readonly #momentsAt: number;
+  readonly #momentsSize: number;
+  readonly #snapAt: number;
+  readonly #snapSize: number;
   readonly #steps: GPUBuffer;
   readonly #ops: GPUBuffer;
   readonly #stepGroup: GPUBindGroup;
@@ -206,7 +231,31 @@ export class GpuModel {
       EVAL_PASSES * this.evalRows * (T + 1),
     );
     this.#data = buffer("data", dataInts * 4);
-    this.#losses = buffer("losses", Math.max(this.chunkSteps, EVAL_PASSES * CE_MAX_GROUPS) * 4);
+    // Where the diagnostics go in Host: each op's moment partials (one vec4 per dW invocation,
+    // or per embedding element), and in a snapshot each weight gradient and each dt.
+    const { WX, WY, RK } = kernels.tiles;
+    const dwGroups = layerQ.map(([inQ, outQ]) =>
+      Math.ceil((4 * inQ) / (WY * RK)) * Math.ceil(outQ / WX)
+    );
+    const diag = [0];
+    const snapW = [0];
+    const snapDt = [NONE];
+    let moments = V * E * 4;
+    let snap = roundUp4(V * E);
+    this.layout.layers.forEach((l, i) => {
+      const [inQ, outQ] = layerQ[i];
+      diag.push(moments);
+      moments += dwGroups[i] * WX * WY * 4;
+      snapW.push(snap); // the weight gradient, padded as W: [4 inQ][4 outQ]
+      snap += 16 * inQ * outQ;
+      snapDt.push(l.tanh ? snap : NONE); // dt, padded: [batch][4 outQ]
+      if (l.tanh) snap += this.batchSize * 4 * outQ;
+    });
+    this.#snapSize = snap;
+    this.#momentsAt = Math.max(this.chunkSteps, EVAL_PASSES * CE_MAX_GROUPS);
+    this.#momentsSize = moments;
+    this.#snapAt = this.#momentsAt + DIAG_SLOTS * moments;
+    this.#host = buffer("host", (this.#snapAt + snap) * 4);
     const UNIFORM = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
     const stepSlots = Math.max(this.chunkSteps, EVAL_PASSES);
     this.#steps = buffer("steps", stepSlots * UNIFORM_STRIDE, UNIFORM);
@@ -240,8 +289,10 @@ export class GpuModel {
       embd: E,
       block: T,
       vocab: V,
+      diag: 0,
+      snapW: 0,
+      snapDt: NONE,
     };
-    const { WX, WY, RK } = kernels.tiles;
     this.#opFields = [{
       ...zero,
       nOut: T * E,
@@ -249,6 +300,8 @@ export class GpuModel {
       t: regions.x0,
       dh: regions.dx0,
       w: P.quad(this.layout.embedding.name),
+      diag: diag[0],
+      snapW: snapW[0],
     }];
     this.layout.layers.forEach((l, i) => {
       const [inQ, outQ] = layerQ[i];
@@ -271,7 +324,10 @@ export class GpuModel {
         beta: l.bn ? P.quad(l.bn.beta.name) : 0,
         runMean: l.bn ? run(l.bn.runMean.name) : 0,
         runVar: l.bn ? run(l.bn.runVar.name) : 0,
-        dwGroups: Math.ceil((4 * inQ) / (WY * RK)) * Math.ceil(outQ / WX),
+        dwGroups: dwGroups[i],
+        diag: diag[i + 1],
+        snapW: snapW[i + 1],
+        snapDt: snapDt[i + 1],
       });
     });
     this.#opFields.push(this.#opFields[L]); // the loss
@@ -317,7 +373,7 @@ export class GpuModel {
             { binding: 6, resource: { buffer: this.#grad[gin] } },
             { binding: 7, resource: { buffer: this.#grad[gout] } },
             { binding: 8, resource: { buffer: this.#data } },
-            { binding: 9, resource: { buffer: this.#losses } },
+            { binding: 9, resource: { buffer: this.#host } },
             { binding: 10, resource: window(this.#act[inp], i > 0 && !loss ? f.x : 0) },
             { binding: 11, resource: window(this.#grad[gin], i > 0 && !loss ? f.dh : 0) },
             { binding: 12, resource: weight[parity].createView() },
@@ -469,16 +525,22 @@ export class GpuModel {
 
   #writeStep(
     slot: number,
-    s: { lr: number; rows: number; data: number; loss: number; mode: number; statsLayer: number },
+    s: {
+      lr: number;
+      rows: number;
+      data: number;
+      loss: number;
+      mode: number;
+      statsLayer?: number;
+      diag?: number;
+      snap?: number;
+    },
   ): void {
-    const buf = new ArrayBuffer(24);
+    const buf = new ArrayBuffer(32);
     const dv = new DataView(buf);
     dv.setFloat32(0, s.lr, true);
-    dv.setUint32(4, s.rows, true);
-    dv.setUint32(8, s.data, true);
-    dv.setUint32(12, s.loss, true);
-    dv.setUint32(16, s.mode, true);
-    dv.setUint32(20, s.statsLayer, true);
+    [s.rows, s.data, s.loss, s.mode, s.statsLayer ?? NONE, s.diag ?? NONE, s.snap ?? NONE]
+      .forEach((v, i) => dv.setUint32(4 + 4 * i, v, true));
     this.#device.queue.writeBuffer(this.#steps, slot * UNIFORM_STRIDE, buf);
   }
 
@@ -508,21 +570,26 @@ export class GpuModel {
     return list;
   }
 
-  /** Every dispatch of a training step, in order; the last ones leave the new parameters in Pn. */
-  #stepDispatches(): Dispatch[] {
+  /**
+   * Every dispatch of a training step, in order; the last ones leave the new parameters in Pn.
+   * With `diag`, the backward kernels are the variants that also write diagnostics.
+   */
+  #stepDispatches(diag = false): Dispatch[] {
     const { WX } = this.#kernels.tiles;
     const L = this.layout.layers.length;
     const list = this.#forwardDispatches(this.batchSize, true);
     list.push(["crossEntropy", L + 1, 1, 1]);
     for (let i = L - 1; i >= 0; i--) {
       const f = this.#opFields[i + 1];
-      const kernel = this.#windowed(i, this.batchSize, true)
-        ? "linearBackwardWindowed"
-        : "linearBackward";
+      const windowed = this.#windowed(i, this.batchSize, true);
+      const kernel = diag
+        ? (windowed ? "linearBackwardWindowedDiag" : "linearBackwardDiag")
+        : (windowed ? "linearBackwardWindowed" : "linearBackward");
       list.push([kernel, i + 1, f.dwGroups + Math.ceil(f.inQ / WX), 1]);
     }
     const { vocabSize, nEmbd } = this.config;
-    list.push(["embeddingBackward", 0, Math.ceil((vocabSize * nEmbd) / 64), 1]);
+    const embedding = diag ? "embeddingBackwardDiag" : "embeddingBackward";
+    list.push([embedding, 0, Math.ceil((vocabSize * nEmbd) / 64), 1]);
     return list;
   }
 
@@ -544,43 +611,131 @@ export class GpuModel {
   /**
    * Runs `lrs.length` SGD steps (at most chunkSteps) on the given batches: `batches` holds,
    * per step, the contexts [batchSize][blockSize] then the targets [batchSize]. Resolves to the
-   * losses of the steps; a later chunk may be submitted before this one resolves.
+   * losses of the steps (and the diagnostics asked for, at most DIAG_SLOTS steps of moments);
+   * a later chunk may be submitted before this one resolves, except after a snapshot step,
+   * which snapshot() must read first.
    */
-  trainChunk(batches: Int32Array<ArrayBuffer>, lrs: ArrayLike<number>): Promise<Float32Array> {
+  trainChunk(
+    batches: Int32Array<ArrayBuffer>,
+    lrs: ArrayLike<number>,
+    diag: ChunkDiagnostics = {},
+  ): Promise<ChunkResult> {
     const steps = lrs.length;
     const B = this.batchSize;
     const per = B * (this.config.blockSize + 1);
+    const moments = diag.moments ?? [];
     if (steps < 1 || steps > this.chunkSteps || batches.length !== steps * per) {
       throw new Error("trainChunk: batches and learning rates do not match the chunk size");
     }
+    if (moments.length > DIAG_SLOTS || moments.some((s) => s < 0 || s >= steps)) {
+      throw new Error(`trainChunk: at most ${DIAG_SLOTS} steps of the chunk collect moments`);
+    }
     const d = this.#device;
     d.queue.writeBuffer(this.#data, 0, batches);
+    const diagSlot = new Map(moments.map((s, slot) => [s, slot]));
+    const plain = this.#stepDispatches(false);
+    const withDiag = this.#stepDispatches(true);
+    const enc = d.createCommandEncoder();
+    const pass = enc.beginComputePass();
     for (let s = 0; s < steps; s++) {
+      const slot = diagSlot.get(s);
+      const snap = diag.snapshot && s === steps - 1;
       this.#writeStep(s, {
         lr: lrs[s],
         rows: B,
         data: s * per,
         loss: s,
         mode: MODE_TRAIN,
-        statsLayer: NONE,
+        diag: slot === undefined ? NONE : this.#momentsAt + slot * this.#momentsSize,
+        snap: snap ? this.#snapAt : NONE,
       });
-    }
-    const enc = d.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    const list = this.#stepDispatches();
-    for (let s = 0; s < steps; s++) {
       pass.setBindGroup(0, this.#stepGroup, [s * UNIFORM_STRIDE]);
-      this.#encode(pass, list);
+      this.#encode(pass, slot === undefined && !snap ? plain : withDiag);
       this.#parity = 1 - this.#parity;
     }
     pass.end();
+    const readMoments = moments.length > 0;
+    const floats = readMoments ? this.#momentsAt + moments.length * this.#momentsSize : steps;
     const staging = d.createBuffer({
-      size: steps * 4,
+      size: floats * 4,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
-    enc.copyBufferToBuffer(this.#losses, 0, staging, 0, steps * 4);
+    enc.copyBufferToBuffer(this.#host, 0, staging, 0, floats * 4);
     d.queue.submit([enc.finish()]);
-    return this.#mapFloats(staging);
+    return this.#mapFloats(staging).then((host) => ({
+      losses: host.slice(0, steps),
+      moments: new Map(moments.map((s, slot) => [
+        s,
+        this.#moments(host.subarray(this.#momentsAt + slot * this.#momentsSize)),
+      ])),
+    }));
+  }
+
+  /** Each weight's moments, summed (in float64) from the kernels' per-invocation partials. */
+  #moments(block: Float32Array): Moments[] {
+    const ops = [this.layout.embedding, ...this.layout.layers.map((l) => l.weight)];
+    return ops.map((t, i) => {
+      const from = this.#opFields[i].diag;
+      const to = i + 1 < this.#opFields.length - 1 ? this.#opFields[i + 1].diag : this.#momentsSize;
+      const sums = [0, 0, 0, 0];
+      for (let j = from; j < to; j++) sums[j % 4] += block[j];
+      return {
+        name: t.name,
+        n: t.size,
+        gradSum: sums[0],
+        gradSumSq: sums[1],
+        paramSum: sums[2],
+        paramSumSq: sums[3],
+      };
+    });
+  }
+
+  /**
+   * The values of the last training step, which must have been a snapshot step: the gradients
+   * its DIAG kernels wrote, the tanh outputs left in the activation buffers, and the
+   * parameters after it. Call it before training further.
+   */
+  async snapshot(step: number): Promise<Snapshot> {
+    const [host, acts, params] = await Promise.all([
+      this.#read(this.#host, this.#snapAt, this.#snapSize),
+      this.readActivations(this.batchSize),
+      this.getParams(),
+    ]);
+    /** rows x cols values out of a padded [rows][roundUp4(cols)] matrix at `at`. */
+    const unpad = (at: number, rows: number, cols: number) => {
+      const stride = roundUp4(cols);
+      const out = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) {
+        out.set(host.subarray(at + r * stride, at + r * stride + cols), r * cols);
+      }
+      return out;
+    };
+    const E = this.layout.embedding;
+    return {
+      step,
+      tanh: this.layout.layers.flatMap((l, i) =>
+        l.tanh
+          ? [{
+            t: acts.layers[i].t,
+            dt: unpad(this.#opFields[i + 1].snapDt, this.batchSize, l.nOut),
+          }]
+          : []
+      ),
+      weights: [
+        {
+          name: E.name,
+          shape: E.shape,
+          grad: host.slice(0, E.size),
+          param: params.params.slice(E.offset, E.offset + E.size),
+        },
+        ...this.layout.layers.map((l, i) => ({
+          name: l.weight.name,
+          shape: l.weight.shape,
+          grad: unpad(this.#opFields[i + 1].snapW, l.nIn, l.nOut),
+          param: params.params.slice(l.weight.offset, l.weight.offset + l.weight.size),
+        })),
+      ],
+    };
   }
 
   /** Uploads up to EVAL_PASSES passes of examples; returns each pass's row count. */
@@ -627,7 +782,7 @@ export class GpuModel {
       });
       pass.end();
       this.#device.queue.submit([enc.finish()]);
-      const losses = await this.#read(this.#losses, 0, passes.length * CE_MAX_GROUPS);
+      const losses = await this.#read(this.#host, 0, passes.length * CE_MAX_GROUPS);
       groups.forEach((n, p) => {
         for (let g = 0; g < n; g++) total += losses[p * CE_MAX_GROUPS + g];
       });
@@ -706,7 +861,6 @@ export class GpuModel {
       data: 0,
       loss: 0,
       mode: MODE_TRAIN,
-      statsLayer: NONE,
     });
     const run = async (d: Dispatch, n: number) => {
       const enc = this.#device.createCommandEncoder();
@@ -741,7 +895,7 @@ export class GpuModel {
         ...this.#act,
         ...this.#grad,
         this.#data,
-        this.#losses,
+        this.#host,
         this.#steps,
         this.#ops,
         ...this.#weights.flat(),
