@@ -43,7 +43,7 @@ Deno.test("cli: train writes a checkpoint, run.json and log.jsonl; sample reads 
     const r = await train(dir, "run", "--steps", "400", "--eval-every", "200", "--samples", "5");
     assertEquals(r.code, 0, r.stderr);
     assert(/backend: webgpu \(.+\)/.test(r.stdout), r.stdout);
-    assert(/loss: train \d\.\d{4}  val \d\.\d{4}  test \d\.\d{4}/.test(r.stdout), r.stdout);
+    assert(/loss: train \d\.\d{4} {2}val \d\.\d{4} {2}test \d\.\d{4}/.test(r.stdout), r.stdout);
     const report = JSON.parse(await Deno.readTextFile(`${dir}/run/run.json`));
     assertEquals(report.steps, 400);
     assertEquals(report.backend, "webgpu");
