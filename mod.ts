@@ -3,6 +3,8 @@
  * hand-written WGSL compute shaders through Deno's WebGPU, with a pure-TypeScript reference
  * of every op.
  *
+ * The data flows one way: data -> model -> trainer -> checkpoint -> sampler.
+ *
  * @module
  */
 
@@ -33,4 +35,39 @@ export {
   type TrainConfig,
   view,
 } from "./src/model.ts";
+export { drawBatches } from "./src/batches.ts";
 export { CpuModel, type Mode } from "./src/cpu/model.ts";
+export { type AdapterReport, describeAdapter, type Gpu, openGpu } from "./src/gpu/device.ts";
+export {
+  type ChunkDiagnostics,
+  type ChunkResult,
+  GpuModel,
+  type GpuModelOptions,
+} from "./src/gpu/model.ts";
+export {
+  type Backend,
+  openBackend,
+  type Progress,
+  type Reporter,
+  run,
+  type RunOptions,
+  type RunResult,
+} from "./src/train.ts";
+export {
+  type Checkpoint,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  loadCheckpoint,
+  saveCheckpoint,
+  type TrainingState,
+} from "./src/checkpoint.ts";
+export { sampleNames, type SampleOptions } from "./src/sample.ts";
+export {
+  type Diagnostics,
+  type Moments,
+  type Snapshot,
+  type SnapshotSummary,
+  summarize,
+  updateRatio,
+} from "./src/diagnostics.ts";
+export { plotRun } from "./src/plots.ts";

@@ -225,7 +225,7 @@ async function main(): Promise<void> {
   const chunkSteps = intFlag("chunk-steps", values["chunk-steps"], { min: 1, max: 1000 }) ?? 200;
   const torchSteps = intFlag("torch-steps", values["torch-steps"], { min: 0 }) ?? 1000;
   const profileReps = intFlag("profile-reps", values["profile-reps"], { min: 0 }) ?? 30;
-  const words = readWords(values.data ?? "data/names.txt");
+  const words = await readWords(values.data ?? "data/names.txt");
   const results: Result[] = [];
   for (const preset of presets) {
     const r = await benchGpu(preset, words, chunks, chunkSteps, profileReps);

@@ -10,7 +10,7 @@
  */
 
 import { UserError } from "./errors.ts";
-import { writeFileAtomic } from "./files.ts";
+import { readUserFile, writeFileAtomic } from "./files.ts";
 import { type ModelConfig, modelLayout, type TrainConfig } from "./model.ts";
 import type { RngState } from "./rng.ts";
 
@@ -162,15 +162,5 @@ export async function saveCheckpoint(path: string, ck: Checkpoint): Promise<void
 }
 
 export async function loadCheckpoint(path: string): Promise<Checkpoint> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new UserError(`${path}: no such checkpoint`);
-    if (e instanceof Deno.errors.IsADirectory) {
-      throw new UserError(`${path}: is a directory, expected a .safetensors file`);
-    }
-    throw e;
-  }
-  return decodeCheckpoint(bytes, path);
+  return decodeCheckpoint(await readUserFile(path, "checkpoint"), path);
 }

@@ -7,6 +7,7 @@
  */
 
 import { UserError } from "./errors.ts";
+import { readUserFile } from "./files.ts";
 import { Rng } from "./rng.ts";
 
 /** The start/end token; it may not appear inside a word. */
@@ -66,21 +67,8 @@ function countNewlines(bytes: Uint8Array, end: number): number {
 }
 
 /** Reads and validates a words file; every failure is a one-line `UserError`. */
-export function readWords(path: string): string[] {
-  let bytes: Uint8Array;
-  try {
-    bytes = Deno.readFileSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new UserError(`${path}: no such file`);
-    if (e instanceof Deno.errors.IsADirectory) {
-      throw new UserError(`${path}: is a directory, expected a text file`);
-    }
-    if (e instanceof Deno.errors.PermissionDenied) {
-      throw new UserError(`${path}: permission denied`);
-    }
-    throw e;
-  }
-  return parseWords(bytes, path);
+export async function readWords(path: string): Promise<string[]> {
+  return parseWords(await readUserFile(path), path);
 }
 
 /** The vocabulary: `chars[0]` is '.', then the distinct characters by code point. */

@@ -1,5 +1,26 @@
 /** Small file helpers shared by the tools. */
 
+import { UserError } from "./errors.ts";
+
+/**
+ * Reads a file the user named, turning the usual mistakes into a one-line UserError:
+ * `${path}: no such ${what}`, a directory instead of a file, no permission.
+ */
+export async function readUserFile(path: string, what = "file"): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new UserError(`${path}: no such ${what}`);
+    if (e instanceof Deno.errors.IsADirectory) {
+      throw new UserError(`${path}: is a directory, expected a ${what}`);
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new UserError(`${path}: permission denied`);
+    }
+    throw e;
+  }
+}
+
 /**
  * Writes a file so that a reader (or a crash) sees either the old contents or the new ones,
  * never a half-written file: write a temporary file beside it, then rename over it (rename is

@@ -21,9 +21,15 @@ import {
 import { CpuModel } from "./cpu/model.ts";
 import { type Dataset, type Examples, makeDataset, parseWords, Vocab } from "./data.ts";
 import { UserError } from "./errors.ts";
-import { sha256Hex, writeFileAtomic } from "./files.ts";
+import { readUserFile, sha256Hex, writeFileAtomic } from "./files.ts";
 import { describeAdapter, openGpu } from "./gpu/device.ts";
-import { type ChunkDiagnostics, type ChunkResult, DIAG_SLOTS, GpuModel } from "./gpu/model.ts";
+import {
+  type ChunkDiagnostics,
+  type ChunkResult,
+  DIAG_SLOTS,
+  GpuModel,
+  maxRows,
+} from "./gpu/model.ts";
 import {
   addRatios,
   type Diagnostics,
@@ -233,21 +239,24 @@ export const DIAGNOSTICS_FILE = "diagnostics.json";
 
 /** Reads the data file, with its sha256 (a resumed run must see the same bytes). */
 async function readData(path: string): Promise<{ words: string[]; sha256: string }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new UserError(`${path}: no such file`);
-    if (e instanceof Deno.errors.IsADirectory) {
-      throw new UserError(`${path}: is a directory, expected a text file`);
-    }
-    throw e;
-  }
+  const bytes = await readUserFile(path);
   return { words: parseWords(bytes, path), sha256: await sha256Hex(bytes) };
 }
 
 /** Limits of the kernels and of good sense, checked before any work. */
-export function validateRun(model: ModelConfig, train: TrainConfig, ds: Dataset): void {
+export function validateRun(
+  model: ModelConfig,
+  train: TrainConfig,
+  ds: Dataset,
+  backend: "webgpu" | "cpu",
+): void {
+  const most = maxRows(model);
+  if (backend === "webgpu" && train.batchSize > most) {
+    throw new UserError(
+      `--batch-size ${train.batchSize} is too large for layers of this width: the WebGPU ` +
+        `kernels take at most ${most} rows (batch x width / 4 <= 30,000)`,
+    );
+  }
   if (model.vocabSize > 1024) {
     throw new UserError(
       `the data has ${model.vocabSize - 1} distinct characters; at most 1023 are supported`,
@@ -275,7 +284,7 @@ export async function run(
   const vocab = resumed ? new Vocab(resumed.vocab) : Vocab.fromWords(data.words);
   const dataset = makeDataset(data.words, opts.model.blockSize, opts.seed, vocab);
   const config: ModelConfig = resumed?.config ?? { ...opts.model, vocabSize: vocab.size };
-  validateRun(config, opts.train, dataset);
+  validateRun(config, opts.train, dataset, opts.backend);
   const backend = await openBackend(opts.backend, config, opts.train.batchSize);
   try {
     await Deno.mkdir(opts.outDir, { recursive: true });

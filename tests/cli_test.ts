@@ -202,6 +202,10 @@ Deno.test("cli: bad input gets one line on stderr, a non-zero exit and no output
         ["--data", `${dir}/few.txt`, "--batch-size", "1000"],
         /--batch-size 1000 is larger than the training split \(\d+ examples\)/,
       ],
+      [
+        ["--batch-size", "100", "--hidden", "2048"],
+        /--batch-size 100 is too large for layers of this width/,
+      ],
       [["--preset", "huge"], /--preset must be one of seed, lecture, got 'huge'/],
       [["--backend", "tpu"], /--backend must be webgpu or cpu/],
       [["--resume"], /--resume: no checkpoint in/],

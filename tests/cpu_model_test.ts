@@ -60,8 +60,8 @@ Deno.test("cpu model: layout of the seed preset", () => {
   assertEquals(lecture.nParams, 12_097); // makemore part 3's first network
 });
 
-Deno.test("cpu model: the untrained model's loss is close to ln(vocab), then training lowers it", () => {
-  const words = readWords(new URL("../data/names.txt", import.meta.url).pathname);
+Deno.test("cpu model: the untrained model's loss is close to ln(vocab), then training lowers it", async () => {
+  const words = await readWords(new URL("../data/names.txt", import.meta.url).pathname);
   const ds = makeDataset(words, 3, 42);
   for (const preset of ["seed", "lecture"] as const) {
     const config = {

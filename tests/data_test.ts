@@ -45,7 +45,7 @@ function assertUserError(fn: () => unknown, pattern: RegExp): void {
   assert(!err.message.includes("\n"), "the message must be one line");
 }
 
-Deno.test("data: bad input gets a one-line error naming the file and line", () => {
+Deno.test("data: bad input gets a one-line error naming the file and line", async () => {
   assertUserError(() => parseWords(enc(""), "e.txt"), /^e\.txt: the file is empty/);
   assertUserError(() => parseWords(enc("\n \n\t\n"), "b.txt"), /^b\.txt: no usable lines/);
   assertUserError(() => parseWords(enc("ab\ncd\x00ef\n"), "n.txt"), /^n\.txt:2: binary/);
@@ -65,11 +65,15 @@ Deno.test("data: bad input gets a one-line error naming the file and line", () =
     () => parseWords(enc("a\x07b\n"), "c.txt"),
     /^c\.txt:1: control character U\+0007/,
   );
-  assertUserError(
-    () => readWords("/nonexistent/names.txt"),
-    /^\/nonexistent\/names\.txt: no such file/,
-  );
-  assertUserError(() => readWords("/tmp"), /is a directory/);
+  for (
+    const [path, pattern] of [[
+      "/nonexistent/names.txt",
+      /^\/nonexistent\/names\.txt: no such file/,
+    ], ["/tmp", /is a directory/]] as const
+  ) {
+    const err = await readWords(path).then(() => null, (e) => e);
+    assert(err instanceof UserError && pattern.test(err.message), `${path}: ${err}`);
+  }
   assertThrows(() => Vocab.fromWords(["ab"]).encode("abc"), UserError);
 });
 

@@ -28,7 +28,7 @@ Deno.test("diagnostics: distribution, saturation and update ratio on known value
   assert(close(updateRatio(m, 0.01), Math.log10(0.01 * Math.sqrt(2) / Math.sqrt(200)), 1e-12));
 });
 
-const words = readWords(new URL("../data/names.txt", import.meta.url).pathname);
+const words = await readWords(new URL("../data/names.txt", import.meta.url).pathname);
 const ds = makeDataset(words, 3, 42);
 const config: ModelConfig = {
   ...PRESETS.seed.model,

@@ -180,6 +180,41 @@ Deno.test("gpu kernels: evaluation and BatchNorm calibration match the CPU", asy
   });
 });
 
+Deno.test("gpu kernels: calibration at the seed's widths stays within llvmpipe's loop limit", async () => {
+  // A calibration pass loops over all its rows in one invocation: with 200-wide layers, passes
+  // of 2048 rows once overran llvmpipe's 65,535-iteration limit and silently left rows out.
+  const config: ModelConfig = { ...PRESETS.seed.model, vocabSize: 27, nLayers: 2 };
+  await withGpu(async (gpu) => {
+    const { params, buffers } = initModel(config, new Rng(14));
+    const rng = new Rng(15);
+    const n = 2100;
+    const ex = { x: randInts(rng, n * 3, 27), y: randInts(rng, n, 27), n, blockSize: 3 };
+    const model = await GpuModel.create(gpu, config, { batchSize: 32, evalRows: 4096 });
+    try {
+      assert(model.evalRows < n, `passes of ${model.evalRows} rows: the test needs several`);
+      model.setParams(params, buffers);
+      await model.calibrate(ex);
+      const cpu = new CpuModel(config, Float32Array.from(params), Float32Array.from(buffers));
+      cpu.calibrate(ex);
+      const gpuLoss = await model.evaluate(ex);
+      const cpuLoss = cpu.evaluate(ex);
+      assert(Math.abs(gpuLoss - cpuLoss) < 1e-5 * cpuLoss, `eval ${gpuLoss} vs ${cpuLoss}`);
+      const got = await model.getParams();
+      for (const t of model.layout.buffers) {
+        if (!t.name.endsWith("running_var")) continue; // the means are ~0: no scale to compare
+        check(
+          t.name,
+          got.buffers.subarray(t.offset, t.offset + t.size),
+          cpu.buffers.subarray(t.offset, t.offset + t.size),
+          1e-4,
+        );
+      }
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
 Deno.test("gpu kernels: the largest batch x block stays exact (no truncated loops)", async () => {
   // embedding_backward loops over every position of the batch (1024 x 32 here), and
   // linear_forward over 32 row blocks x the input width: llvmpipe would silently stop a loop

@@ -16,7 +16,7 @@ import { initModel, learningRate, type ModelConfig, PRESETS } from "../src/model
 import { Rng } from "../src/rng.ts";
 import { assert, maxRelError, withGpu } from "./util.ts";
 
-const words = readWords(new URL("../data/names.txt", import.meta.url).pathname);
+const words = await readWords(new URL("../data/names.txt", import.meta.url).pathname);
 const ds = makeDataset(words, 3, 42);
 
 const configs: [string, ModelConfig][] = [

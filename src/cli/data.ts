@@ -13,7 +13,7 @@
 import { createRequire } from "node:module";
 import { DatabaseSync } from "node:sqlite";
 import { UserError } from "../errors.ts";
-import { sha256Hex, writeFileAtomic } from "../files.ts";
+import { readUserFile, sha256Hex, writeFileAtomic } from "../files.ts";
 import { intFlag, parseFlags, runMain } from "./common.ts";
 
 const HELP = `Rebuild the names dataset from the SSA records.
@@ -156,13 +156,7 @@ async function main(): Promise<void> {
   let records: NameRecord[];
   let source: string;
   if (values.ssa) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(values.ssa);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new UserError(`${values.ssa}: no such file`);
-      throw e;
-    }
+    const text = new TextDecoder().decode(await readUserFile(values.ssa));
     records = parseSsa(text, values.ssa);
     source = values.ssa;
   } else {

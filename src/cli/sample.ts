@@ -1,9 +1,9 @@
 /** `deno task sample`: generates names from a checkpoint; see --help. */
 
 import { loadCheckpoint } from "../checkpoint.ts";
-import { readWords, splitWords, Vocab } from "../data.ts";
+import { parseWords, splitWords, Vocab } from "../data.ts";
 import { UserError } from "../errors.ts";
-import { sha256Hex } from "../files.ts";
+import { readUserFile, sha256Hex } from "../files.ts";
 import { sampleNames } from "../sample.ts";
 import { CHECKPOINT_FILE } from "../train.ts";
 import { floatFlag, intFlag, parseFlags, runMain } from "./common.ts";
@@ -59,13 +59,13 @@ async function main(): Promise<void> {
   let train: Set<string> | undefined;
   if (values.mark) {
     const path = values.data ?? ck.state.data.path;
-    const bytes = await Deno.readFile(path).catch(() => {
-      throw new UserError(`--mark: cannot read the training data ${path} (give it with --data)`);
+    const bytes = await readUserFile(path).catch((e) => {
+      throw new UserError(`--mark needs the training data (give it with --data): ${e.message}`);
     });
     if (await sha256Hex(bytes) !== ck.state.data.sha256) {
       throw new UserError(`--mark: ${path} is not the data this model was trained on`);
     }
-    train = new Set(splitWords(readWords(path), ck.state.seed).train);
+    train = new Set(splitWords(parseWords(bytes, path), ck.state.seed).train);
   }
   const names = sampleNames(ck.config, ck.params, ck.buffers, vocab, {
     count,

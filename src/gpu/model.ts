@@ -45,6 +45,22 @@ const EVAL_PASSES = 16;
 /** Steps of one chunk that may collect moments (diagnostics). */
 export const DIAG_SLOTS = 8;
 
+/**
+ * The most rows one pass may have. A BatchNorm layer's forward, and every layer's input
+ * gradient, loop in one invocation over all rows: per block of RB rows, over the layer's width
+ * in vec4, and per vec4 over the RB rows again. llvmpipe silently stops a loop after 65,535
+ * iterations, counting every loop nested in the outermost one, which would leave rows out:
+ * rows x width / 4 must stay well below that (measured: 1,024 x 50 was right, 1,200 x 50 not).
+ */
+export function maxRows(config: ModelConfig): number {
+  const widest = Math.max(
+    ...modelLayout(config).layers.flatMap((l) => [roundUp4(l.nIn) / 4, roundUp4(l.nOut) / 4]),
+  );
+  return Math.floor(MAX_ROW_LOOP / widest);
+}
+
+const MAX_ROW_LOOP = 30_000;
+
 export interface GpuModelOptions {
   /** Rows of one training batch. */
   readonly batchSize: number;
@@ -187,16 +203,18 @@ export class GpuModel {
     const inQ0 = roundUp4(T * E) / 4;
     const layerQ = this.layout.layers.map((l) => [roundUp4(l.nIn) / 4, roundUp4(l.nOut) / 4]);
 
-    // Evaluation rows per pass: large passes amortize dispatches, but a kernel's per-invocation
-    // loops must stay far below llvmpipe's 65,535-iteration limit (rows / RB row blocks times
-    // the widest input, in vec4) and the activations within one storage binding.
-    const widest = Math.max(inQ0, ...layerQ.map(([i]) => i));
-    const loopRows = Math.floor(30_000 / widest) * kernels.tiles.RB;
+    // Evaluation rows per pass: large passes amortize dispatches, but must stay within the
+    // kernels' loops (maxRows) and keep the activations within one storage binding.
     const maxBinding = this.#device.limits.maxStorageBufferBindingSize;
     const memRows = Math.floor(maxBinding / 16 / this.#regions(1).perRow);
+    const loopRows = maxRows(config);
     this.evalRows = Math.max(1, Math.min(opts.evalRows ?? 2048, loopRows, memRows));
     const rows = Math.max(this.batchSize, this.evalRows);
-    if (rows > memRows) throw new Error("the batch does not fit in one storage binding");
+    if (this.batchSize > Math.min(loopRows, memRows)) {
+      throw new Error(
+        `a batch of ${this.batchSize} exceeds the kernels' limit of ${loopRows} rows`,
+      );
+    }
     const regions = this.#regions(rows);
 
     const d = this.#device;
