@@ -44,15 +44,8 @@ export {
   GpuModel,
   type GpuModelOptions,
 } from "./src/gpu/model.ts";
-export {
-  type Backend,
-  openBackend,
-  type Progress,
-  type Reporter,
-  run,
-  type RunOptions,
-  type RunResult,
-} from "./src/train.ts";
+export { type Backend, openBackend } from "./src/backend.ts";
+export { type Progress, type Reporter, run, type RunOptions, type RunResult } from "./src/train.ts";
 export {
   type Checkpoint,
   decodeCheckpoint,

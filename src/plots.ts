@@ -16,7 +16,7 @@ import "dejavu-fonts-ttf/package.json" with { type: "json" };
 import type { Diagnostics, Distribution, SnapshotSummary } from "./diagnostics.ts";
 import { UserError } from "./errors.ts";
 import { writeFileAtomic } from "./files.ts";
-import { DIAGNOSTICS_FILE, LOG_FILE, RUN_FILE } from "./train.ts";
+import { DIAGNOSTICS_FILE, LECTURE_STEP, LOG_FILE, RUN_FILE } from "./train.ts";
 
 const FONT = "DejaVu Sans";
 const WIDTH = 640;
@@ -47,7 +47,11 @@ function curve(d: Distribution, series: string, panel: string) {
 }
 
 const panelTitle = (s: SnapshotSummary, last: number) =>
-  s.step === 1 ? "step 1 (initialization)" : `step ${s.step}${s.step === last ? " (end)" : ""}`;
+  s.step === 1
+    ? "step 1 (initialization)"
+    : `step ${s.step}${
+      s.step === last ? " (end)" : s.step === LECTURE_STEP ? " (where makemore part 3 looks)" : ""
+    }`;
 
 /** Density curves, one panel per snapshot, one colored line per series with its own legend. */
 function distributions(
@@ -178,10 +182,10 @@ function ratioChart(d: Diagnostics): TopLevelSpec {
 export function figureSpecs(log: LogEntry[], diag: Diagnostics | null): Map<string, TopLevelSpec> {
   const figures = new Map<string, TopLevelSpec>([["loss", lossChart(log)]]);
   if (!diag || diag.snapshots.length === 0) return figures;
-  // The first and the last snapshot, as the lecture shows them (more would crowd the page).
-  const shown = diag.snapshots.length > 1
-    ? [diag.snapshots[0], diag.snapshots.at(-1)!]
-    : diag.snapshots;
+  // The first snapshot, the one at step 1000 (where the lecture draws these), and the last:
+  // more would crowd the page (diagnostics.json has them all).
+  const all = diag.snapshots;
+  const shown = all.filter((s, i) => i === 0 || s.step === LECTURE_STEP || i === all.length - 1);
   figures.set(
     "activations",
     distributions(

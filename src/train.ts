@@ -7,8 +7,9 @@
  * minibatches from seed + 2 (each an independent xoshiro128** stream, src/rng.ts).
  *
  * Files in the run directory: model.safetensors (src/checkpoint.ts), log.jsonl (a line per
- * `logEvery` steps: mean loss and learning rate; a line per evaluation: val loss) and
- * run.json (config, adapter, timings, final losses, samples).
+ * `logEvery` steps: mean loss and learning rate; a line per evaluation: val loss),
+ * diagnostics.json (src/diagnostics.ts) and run.json (config, adapter, timings, final losses,
+ * samples). The figures are drawn from them (src/plots.ts).
  */
 
 import { drawBatches } from "./batches.ts";
@@ -18,171 +19,15 @@ import {
   saveCheckpoint,
   type TrainingState,
 } from "./checkpoint.ts";
-import { CpuModel } from "./cpu/model.ts";
-import { type Dataset, type Examples, makeDataset, parseWords, Vocab } from "./data.ts";
+import { type Dataset, makeDataset, parseWords, Vocab } from "./data.ts";
 import { UserError } from "./errors.ts";
 import { readUserFile, sha256Hex, writeFileAtomic } from "./files.ts";
-import { describeAdapter, openGpu } from "./gpu/device.ts";
-import {
-  type ChunkDiagnostics,
-  type ChunkResult,
-  DIAG_SLOTS,
-  GpuModel,
-  maxRows,
-} from "./gpu/model.ts";
-import {
-  addRatios,
-  type Diagnostics,
-  emptyDiagnostics,
-  type Moments,
-  momentsOf,
-  type Snapshot,
-  summarize,
-} from "./diagnostics.ts";
-import { initModel, learningRate, type ModelConfig, type TrainConfig, view } from "./model.ts";
+import { type Backend, openBackend } from "./backend.ts";
+import { type ChunkDiagnostics, type ChunkResult, DIAG_SLOTS, maxRows } from "./gpu/model.ts";
+import { addRatios, type Diagnostics, emptyDiagnostics, summarize } from "./diagnostics.ts";
+import { initModel, learningRate, type ModelConfig, type TrainConfig } from "./model.ts";
 import { Rng } from "./rng.ts";
 import { sampleNames } from "./sample.ts";
-
-/** What trains: the WebGPU kernels or the CPU reference. */
-export interface Backend {
-  readonly kind: "webgpu" | "cpu";
-  readonly adapter: string;
-  readonly chunkSteps: number;
-  setParams(params: Float32Array, buffers: Float32Array): void;
-  getParams(): Promise<{ params: Float32Array; buffers: Float32Array }>;
-  trainChunk(
-    batches: Int32Array<ArrayBuffer>,
-    lrs: ArrayLike<number>,
-    diag?: ChunkDiagnostics,
-  ): Promise<ChunkResult>;
-  /** The last step's values; only right after a chunk that asked for a snapshot. */
-  snapshot(step: number): Promise<Snapshot>;
-  evaluate(ex: Examples): Promise<number>;
-  calibrate(ex: Examples): Promise<void>;
-  destroy(): void;
-}
-
-/** The CPU reference as a backend: slow, but the same steps on the same batches. */
-class CpuBackend implements Backend {
-  readonly kind = "cpu";
-  readonly adapter = "CPU reference (TypeScript)";
-  readonly chunkSteps = 100;
-  #model: CpuModel;
-  readonly #config: ModelConfig;
-
-  constructor(config: ModelConfig) {
-    this.#config = config;
-    const { params, buffers } = initModel(config, new Rng(0));
-    this.#model = new CpuModel(config, params, buffers);
-  }
-  setParams(params: Float32Array, buffers: Float32Array): void {
-    this.#model = new CpuModel(this.#config, Float32Array.from(params), Float32Array.from(buffers));
-  }
-  getParams() {
-    return Promise.resolve({
-      params: Float32Array.from(this.#model.params),
-      buffers: Float32Array.from(this.#model.buffers),
-    });
-  }
-  trainChunk(
-    batches: Int32Array,
-    lrs: ArrayLike<number>,
-    diag: ChunkDiagnostics = {},
-  ): Promise<ChunkResult> {
-    const B = batches.length / lrs.length / (this.#config.blockSize + 1);
-    const T = this.#config.blockSize;
-    const losses = new Float32Array(lrs.length);
-    const moments = new Map<number, Moments[]>();
-    const m = this.#model;
-    const weights = [m.layout.embedding, ...m.layout.layers.map((l) => l.weight)];
-    for (let s = 0; s < lrs.length; s++) {
-      const at = s * B * (T + 1);
-      const ctx = batches.subarray(at, at + B * T);
-      const targets = batches.subarray(at + B * T, at + B * (T + 1));
-      losses[s] = m.step(ctx, targets, lrs[s]);
-      if (diag.moments?.includes(s)) {
-        moments.set(s, weights.map((t) => momentsOf(t.name, view(m.grads, t), view(m.params, t))));
-      }
-    }
-    return Promise.resolve({ losses, moments });
-  }
-  snapshot(step: number): Promise<Snapshot> {
-    const m = this.#model;
-    const weights = [m.layout.embedding, ...m.layout.layers.map((l) => l.weight)];
-    return Promise.resolve({
-      step,
-      tanh: m.layout.layers.flatMap((l, i) =>
-        l.tanh
-          ? [{ t: Float32Array.from(m.caches[i].out), dt: Float32Array.from(m.caches[i].dout) }]
-          : []
-      ),
-      weights: weights.map((t) => ({
-        name: t.name,
-        shape: t.shape,
-        grad: Float32Array.from(view(m.grads, t)),
-        param: Float32Array.from(view(m.params, t)),
-      })),
-    });
-  }
-  evaluate(ex: Examples) {
-    return Promise.resolve(ex.n ? this.#model.evaluate(ex) : NaN);
-  }
-  calibrate(ex: Examples) {
-    this.#model.calibrate(ex);
-    return Promise.resolve();
-  }
-  destroy() {}
-}
-
-class GpuBackend implements Backend {
-  readonly kind = "webgpu";
-  constructor(
-    readonly adapter: string,
-    readonly model: GpuModel,
-    readonly device: GPUDevice,
-  ) {}
-  get chunkSteps() {
-    return this.model.chunkSteps;
-  }
-  setParams(params: Float32Array, buffers: Float32Array) {
-    this.model.setParams(params, buffers);
-  }
-  getParams() {
-    return this.model.getParams();
-  }
-  trainChunk(batches: Int32Array<ArrayBuffer>, lrs: ArrayLike<number>, diag?: ChunkDiagnostics) {
-    return this.model.trainChunk(batches, lrs, diag);
-  }
-  snapshot(step: number) {
-    return this.model.snapshot(step);
-  }
-  evaluate(ex: Examples) {
-    return this.model.evaluate(ex);
-  }
-  calibrate(ex: Examples) {
-    return this.model.calibrate(ex);
-  }
-  destroy() {
-    this.model.destroy();
-    this.device.destroy();
-  }
-}
-
-export async function openBackend(
-  kind: "webgpu" | "cpu",
-  config: ModelConfig,
-  batchSize: number,
-): Promise<Backend> {
-  if (kind === "cpu") return new CpuBackend(config);
-  const gpu = await openGpu();
-  try {
-    const model = await GpuModel.create(gpu, config, { batchSize, chunkSteps: 250 });
-    return new GpuBackend(describeAdapter(gpu.adapter), model, gpu.device);
-  } catch (e) {
-    gpu.device.destroy();
-    throw e;
-  }
-}
 
 export interface RunOptions {
   readonly dataPath: string;
@@ -236,6 +81,8 @@ export const CHECKPOINT_FILE = "model.safetensors";
 export const LOG_FILE = "log.jsonl";
 export const RUN_FILE = "run.json";
 export const DIAGNOSTICS_FILE = "diagnostics.json";
+/** The step after which makemore part 3 draws its diagnostics. */
+export const LECTURE_STEP = 1000;
 
 /** Reads the data file, with its sha256 (a resumed run must see the same bytes). */
 async function readData(path: string): Promise<{ words: string[]; sha256: string }> {
@@ -372,10 +219,15 @@ class Training {
     }
   }
 
-  /** Steps whose values are kept whole: the first, the last, and every diagEvery. */
+  /**
+   * Steps whose values are kept whole: the first, the 1000th (where makemore part 3 draws its
+   * figures), the last, and every diagEvery.
+   */
   #snapshotAt(s: number): boolean {
     const { diagnostics, diagEvery, train } = this.opts;
-    return diagnostics && (s === 1 || s === train.steps || (diagEvery > 0 && s % diagEvery === 0));
+    return diagnostics &&
+      (s === 1 || s === LECTURE_STEP || s === train.steps ||
+        (diagEvery > 0 && s % diagEvery === 0));
   }
 
   /** Steps after which the pipeline is drained: evaluations, checkpoints, snapshots, the end. */

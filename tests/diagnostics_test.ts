@@ -8,7 +8,7 @@ import { CpuModel } from "../src/cpu/model.ts";
 import { makeDataset, readWords } from "../src/data.ts";
 import { distribution, momentsOf, saturation, summarize, updateRatio } from "../src/diagnostics.ts";
 import { GpuModel } from "../src/gpu/model.ts";
-import { initModel, type ModelConfig, PRESETS, view } from "../src/model.ts";
+import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
 import { assert, assertEquals, withGpu } from "./util.ts";
 
@@ -55,15 +55,13 @@ Deno.test("diagnostics: the GPU's moments and snapshot match the CPU reference's
         Float32Array.from(init.params),
         Float32Array.from(init.buffers),
       );
-      const weights = [cpu.layout.embedding, ...cpu.layout.layers.map((l) => l.weight)];
       const per = B * 4;
       for (let s = 0; s < steps; s++) {
         const at = s * per;
         cpu.step(batches.subarray(at, at + B * 3), batches.subarray(at + B * 3, at + per), lrs[s]);
         if (![0, 2, 4].includes(s)) continue;
         const gpuMoments = got.moments.get(s)!;
-        weights.forEach((t, i) => {
-          const ref = momentsOf(t.name, view(cpu.grads, t), view(cpu.params, t));
+        cpu.moments().forEach((ref, i) => {
           const g = gpuMoments[i];
           assertEquals(g.name, ref.name);
           assertEquals(g.n, ref.n);
@@ -71,28 +69,12 @@ Deno.test("diagnostics: the GPU's moments and snapshot match the CPU reference's
           const refRatio = updateRatio(ref, 0.1);
           assert(
             Math.abs(ratio - refRatio) < 1e-4,
-            `step ${s} ${t.name}: ratio ${ratio} vs ${refRatio}`,
+            `step ${s} ${ref.name}: ratio ${ratio} vs ${refRatio}`,
           );
-          assert(close(g.paramSumSq, ref.paramSumSq, 1e-4), `${t.name}: sum of squares`);
+          assert(close(g.paramSumSq, ref.paramSumSq, 1e-4), `${ref.name}: sum of squares`);
         });
       }
-      const cpuSnap = summarize({
-        step: steps,
-        tanh: cpu.layout.layers.flatMap((l, i) =>
-          l.tanh
-            ? [{
-              t: Float32Array.from(cpu.caches[i].out),
-              dt: Float32Array.from(cpu.caches[i].dout),
-            }]
-            : []
-        ),
-        weights: weights.map((t) => ({
-          name: t.name,
-          shape: t.shape,
-          grad: Float32Array.from(view(cpu.grads, t)),
-          param: Float32Array.from(view(cpu.params, t)),
-        })),
-      });
+      const cpuSnap = summarize(cpu.snapshot(steps));
       assertEquals(snap.activations.length, 3);
       const histogramsAgree = (a: readonly number[], b: readonly number[]) => {
         // Values within rounding of a bin edge may land on either side of it.

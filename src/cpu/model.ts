@@ -17,6 +17,7 @@ import { sgdUpdate } from "./sgd.ts";
 import { tanhBackward, tanhForward } from "./tanh.ts";
 import type { Floats } from "./types.ts";
 import type { Examples } from "../data.ts";
+import { type Moments, momentsOf, type Snapshot } from "../diagnostics.ts";
 
 export type Mode = "train" | "eval";
 
@@ -255,6 +256,37 @@ export class CpuModel {
       view(this.buffers, l.bn.runMean).set(mean);
       view(this.buffers, l.bn.runVar).set(m2.map((v) => v / Math.max(ex.n - 1, 1)));
     });
+  }
+
+  /** The embedding and the layers' weights: the tensors diagnostics follow. */
+  get #weights() {
+    return [this.layout.embedding, ...this.layout.layers.map((l) => l.weight)];
+  }
+
+  /** Each weight's moments after the last step (src/diagnostics.ts). */
+  moments(): Moments[] {
+    return this.#weights.map((t) => momentsOf(t.name, view(this.grads, t), view(this.params, t)));
+  }
+
+  /** The last step's values (src/diagnostics.ts), copied. */
+  snapshot(step: number): Snapshot {
+    return {
+      step,
+      tanh: this.layout.layers.flatMap((l, i) =>
+        l.tanh
+          ? [{
+            t: Float32Array.from(this.#caches[i].out),
+            dt: Float32Array.from(this.#caches[i].dout),
+          }]
+          : []
+      ),
+      weights: this.#weights.map((t) => ({
+        name: t.name,
+        shape: t.shape,
+        grad: Float32Array.from(view(this.grads, t)),
+        param: Float32Array.from(view(this.params, t)),
+      })),
+    };
   }
 
   /** One SGD step on a batch; returns the batch loss before the update. */
