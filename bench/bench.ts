@@ -149,20 +149,21 @@ async function benchTorch(preset: PresetName, steps: number): Promise<Result["to
   return { error: "torch is not installed (Debian: apt-get install python3-torch)" };
 }
 
-function machine(): string {
+/** "AMD EPYC, 2 cores": the CPU model from lscpu (Deno reads /proc only with --allow-all). */
+async function machine(): Promise<string> {
   let cpu = "unknown CPU";
   try {
-    const info = Deno.readTextFileSync("/proc/cpuinfo");
-    cpu = info.match(/^model name\s*:\s*(.*)$/m)?.[1] ?? cpu;
-  } catch { /* not Linux */ }
+    const out = await new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).output();
+    cpu = new TextDecoder().decode(out.stdout).match(/^Model name:\s*(.*)$/m)?.[1] ?? cpu;
+  } catch { /* no lscpu */ }
   return `${cpu}, ${navigator.hardwareConcurrency} cores`;
 }
 
 const f0 = (x: number) => x.toFixed(0);
 
-function printTables(results: Result[], argv: string[]): void {
+async function printTables(results: Result[], argv: string[]): Promise<void> {
   console.log(`date: ${new Date().toISOString().slice(0, 10)}`);
-  console.log(`machine: ${machine()}`);
+  console.log(`machine: ${await machine()}`);
   console.log(`adapter: ${results[0]?.adapter}`);
   console.log(`command: deno task bench ${argv.join(" ")}`.trimEnd());
   console.log("");
@@ -233,7 +234,7 @@ async function main(): Promise<void> {
     if (values.json) console.log(JSON.stringify(r));
     results.push(r);
   }
-  if (!values.json) printTables(results, Deno.args);
+  if (!values.json) await printTables(results, Deno.args);
 }
 
 if (import.meta.main) runMain(main);

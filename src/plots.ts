@@ -254,11 +254,12 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   return svg;
 }
 
-export async function svgToPng(svg: string): Promise<Uint8Array> {
+/** PNG of an SVG, scaled by `zoom` (2: sharp on high-density screens). */
+export async function svgToPng(svg: string, zoom = 2): Promise<Uint8Array> {
   const fontBuffer = await rasterizer();
   const png = new Resvg(svg, {
     font: { fontBuffers: [fontBuffer], defaultFontFamily: FONT, loadSystemFonts: false },
-    fitTo: { mode: "zoom", value: 2 },
+    fitTo: { mode: "zoom", value: zoom },
   }).render();
   const bytes = png.asPng();
   png.free();
