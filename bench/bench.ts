@@ -3,9 +3,10 @@
  * per-kernel breakdown, side by side with the same network in PyTorch on the CPU
  * (bench/pytorch_baseline.py) when `torch` can be imported.
  *
- * us/step is the median over timed chunks of steady-state training: chunks are submitted as
- * the trainer submits them (the next one before the previous one's losses are read), so the
- * figure includes encoding, submission and the loss readback, everything but data loading.
+ * us/step is steady-state training throughput: a round submits `chunks` chunks the way the
+ * trainer does (the next one before the previous one's losses are read) and divides its wall
+ * time by its steps, so encoding, submission and the loss readback count, everything but data
+ * loading. The figure is the median of `rounds` rounds.
  */
 
 import { drawBatches } from "../src/batches.ts";
@@ -28,7 +29,8 @@ Usage: deno task bench [options]
 
 Options:
   --preset NAME     lecture, seed or all (default all)
-  --chunks N        timed chunks per preset (default 5)
+  --rounds N        timed rounds per preset; the median is reported (default 3)
+  --chunks N        chunks per round (default 5)
   --chunk-steps N   steps per chunk (default 200)
   --torch-steps N   steps PyTorch times (default 1000; 0 skips PyTorch)
   --profile-reps N  repetitions per kernel in the breakdown (default 30; 0 skips it)
@@ -41,7 +43,7 @@ interface Result {
   preset: PresetName;
   adapter: string;
   usPerStep: number;
-  chunkUs: number[];
+  roundUs: number[];
   dispatchesPerStep: number;
   macsPerStep: number;
   gmacs: number;
@@ -63,9 +65,12 @@ const median = (xs: number[]) => {
 async function benchGpu(
   preset: PresetName,
   words: string[],
-  chunks: number,
-  chunkSteps: number,
-  profileReps: number,
+  { rounds, chunks, chunkSteps, profileReps }: {
+    rounds: number;
+    chunks: number;
+    chunkSteps: number;
+    profileReps: number;
+  },
 ): Promise<Result> {
   const gpu = await openGpu();
   try {
@@ -81,18 +86,19 @@ async function benchGpu(
       const lrs = new Array(chunkSteps).fill(p.train.lr);
       const batches = () => drawBatches(rng, ds.examples.train, chunkSteps, B);
       await model.trainChunk(batches(), lrs); // warm-up: pipeline compilation, first touches
-      const chunkUs: number[] = [];
-      let pending = model.trainChunk(batches(), lrs);
-      let last = performance.now();
-      for (let c = 0; c < chunks; c++) {
-        const next = c + 1 < chunks ? model.trainChunk(batches(), lrs) : null;
+      const roundUs: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const start = performance.now();
+        let pending = model.trainChunk(batches(), lrs);
+        for (let c = 1; c < chunks; c++) {
+          const next = model.trainChunk(batches(), lrs);
+          await pending;
+          pending = next;
+        }
         await pending;
-        const now = performance.now();
-        chunkUs.push(((now - last) * 1000) / chunkSteps);
-        last = now;
-        if (next) pending = next;
+        roundUs.push(((performance.now() - start) * 1000) / (chunks * chunkSteps));
       }
-      const usPerStep = median(chunkUs);
+      const usPerStep = median(roundUs);
       const macs = macsPerStep(config, B);
       const kernels: Result["kernels"] = [];
       if (profileReps > 0) {
@@ -108,7 +114,7 @@ async function benchGpu(
         preset,
         adapter: describeAdapter(gpu.adapter),
         usPerStep,
-        chunkUs,
+        roundUs,
         dispatchesPerStep: model.dispatchesPerStep,
         macsPerStep: macs,
         gmacs: macs / usPerStep / 1000,
@@ -205,6 +211,7 @@ async function printTables(results: Result[], argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   const { values } = parseFlags(Deno.args, {
     preset: { type: "string" },
+    rounds: { type: "string" },
     chunks: { type: "string" },
     "chunk-steps": { type: "string" },
     "torch-steps": { type: "string" },
@@ -222,6 +229,7 @@ async function main(): Promise<void> {
     throw new UsageError(`--preset must be lecture, seed or all, got '${which}'`);
   }
   const presets = (which === "all" ? Object.keys(PRESETS) : [which]) as PresetName[];
+  const rounds = intFlag("rounds", values.rounds, { min: 1 }) ?? 3;
   const chunks = intFlag("chunks", values.chunks, { min: 1 }) ?? 5;
   const chunkSteps = intFlag("chunk-steps", values["chunk-steps"], { min: 1, max: 1000 }) ?? 200;
   const torchSteps = intFlag("torch-steps", values["torch-steps"], { min: 0 }) ?? 1000;
@@ -229,7 +237,7 @@ async function main(): Promise<void> {
   const words = await readWords(values.data ?? "data/names.txt");
   const results: Result[] = [];
   for (const preset of presets) {
-    const r = await benchGpu(preset, words, chunks, chunkSteps, profileReps);
+    const r = await benchGpu(preset, words, { rounds, chunks, chunkSteps, profileReps });
     if (torchSteps > 0) r.torch = await benchTorch(preset, torchSteps);
     if (values.json) console.log(JSON.stringify(r));
     results.push(r);

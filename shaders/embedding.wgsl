@@ -6,7 +6,7 @@
 // up: a scatter-add, which WGSL could only do with float atomics (it has none) and in an
 // arbitrary order. Instead each table element is owned by one invocation, which gathers the
 // positions holding its token in a fixed order: deterministic, and the SGD update of the
-// element follows at once (sgd.wgsl).
+// element follows at once (sgd.wgsl). The positions are visited in the CPU reference's order.
 //
 override DIAG: bool = false;
 
@@ -28,36 +28,50 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
   }
 }
 
-@compute @workgroup_size(64)
+// Lanes are tokens: the 8 invocations of a workgroup own 8 tokens' vec4 of dimensions
+// 4 * wg.y.. , so at each position of the batch they all read the same token id and the same
+// gradient, which then comes through the uniform window (WINDOWS, as in linear.wgsl) and is
+// added where the token matches.
+override WINDOWS: bool = false;
+
+@compute @workgroup_size(8)
 fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
-  let f = gid.x; // table element: token f / embd, dimension f % embd
-  if (f >= op.vocab * op.embd) {
-    return;
-  }
-  let token = f / op.embd;
-  let e = f % op.embd;
-  var grad = 0.0;
+  let token = gid.x;
+  let e0 = 4u * gid.y; // the first of this invocation's 4 dimensions
+  let dims = e0 + vec4u(0u, 1u, 2u, 3u);
+  let real = dims < vec4u(op.embd) & vec4<bool>(token < op.vocab);
+  let last = op.embd - 1u;
+  var grad = vec4f(0.0);
   for (var r = 0u; r < step.rows; r++) {
     for (var t = 0u; t < op.block; t++) {
-      if (u32(D[step.data + r * op.block + t]) == token) {
-        let i = 4u * (op.dh + r * op.out_q) + t * op.embd + e;
-        grad += Gin[i >> 2u][i & 3u];
+      let id = u32(D[step.data + r * op.block + t]);
+      // The gradient of position (r, t), dimensions e0..e0+3: floats of row r of dx.
+      let i = 4u * r * op.out_q + t * op.embd + min(dims, vec4u(last));
+      var g: vec4f;
+      for (var c = 0u; c < 4u; c++) {
+        g[c] = select(Gin[op.dh + (i[c] >> 2u)][i[c] & 3u], GinWindow[i[c] >> 2u][i[c] & 3u], WINDOWS);
       }
+      grad += select(vec4f(0.0), g, vec4<bool>(id == token));
     }
   }
-  let at = 4u * op.w + f;
-  let updated = sgd1(read_p(at), grad);
-  Pn[at >> 2u][at & 3u] = updated;
-  if (DIAG) { // see linear.wgsl: this element's share of the moments, and its gradient
-    if (step.diag != NONE) {
-      let m = step.diag + op.diag + 4u * f;
-      Host[m] = grad;
-      Host[m + 1u] = grad * grad;
-      Host[m + 2u] = updated;
-      Host[m + 3u] = updated * updated;
-    }
-    if (step.snap != NONE) {
-      Host[step.snap + op.snap_w + f] = grad;
+  for (var c = 0u; c < 4u; c++) {
+    if (real[c]) {
+      let f = token * op.embd + dims[c]; // table element
+      let at = 4u * op.w + f;
+      let updated = sgd1(read_p(at), grad[c]);
+      Pn[at >> 2u][at & 3u] = updated;
+      if (DIAG) { // see linear.wgsl: this element's share of the moments, and its gradient
+        if (step.diag != NONE) {
+          let m = step.diag + op.diag + 4u * f;
+          Host[m] = grad[c];
+          Host[m + 1u] = grad[c] * grad[c];
+          Host[m + 2u] = updated;
+          Host[m + 3u] = updated * updated;
+        }
+        if (step.snap != NONE) {
+          Host[step.snap + op.snap_w + f] = grad[c];
+        }
+      }
     }
   }
 }

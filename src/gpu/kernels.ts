@@ -15,8 +15,10 @@ const LIBRARIES = ["common.wgsl", "sgd.wgsl", "tanh.wgsl", "batchnorm.wgsl"];
  */
 export const ENTRY_POINTS = {
   embeddingForward: ["embedding.wgsl", "embedding_forward", {}],
-  embeddingBackward: ["embedding.wgsl", "embedding_backward", { DIAG: 0 }],
-  embeddingBackwardDiag: ["embedding.wgsl", "embedding_backward", { DIAG: 1 }],
+  embeddingBackward: ["embedding.wgsl", "embedding_backward", { WINDOWS: 0, DIAG: 0 }],
+  embeddingBackwardWindowed: ["embedding.wgsl", "embedding_backward", { WINDOWS: 1, DIAG: 0 }],
+  embeddingBackwardDiag: ["embedding.wgsl", "embedding_backward", { WINDOWS: 0, DIAG: 1 }],
+  embeddingBackwardWindowedDiag: ["embedding.wgsl", "embedding_backward", { WINDOWS: 1, DIAG: 1 }],
   linearForward: ["linear.wgsl", "linear_forward", { WINDOWS: 0 }],
   linearForwardWindowed: ["linear.wgsl", "linear_forward", { WINDOWS: 1 }],
   linearBackward: ["linear.wgsl", "linear_backward", { WINDOWS: 0, DIAG: 0 }],

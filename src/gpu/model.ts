@@ -393,7 +393,8 @@ export class GpuModel {
             { binding: 8, resource: { buffer: this.#data } },
             { binding: 9, resource: { buffer: this.#host } },
             { binding: 10, resource: window(this.#act[inp], i > 0 && !loss ? f.x : 0) },
-            { binding: 11, resource: window(this.#grad[gin], i > 0 && !loss ? f.dh : 0) },
+            // The embedding reads its gradient, dx, through this window too.
+            { binding: 11, resource: window(this.#grad[gin], loss ? 0 : f.dh) },
             { binding: 12, resource: weight[parity].createView() },
             { binding: 13, resource: weight[1 - parity].createView() },
           ],
@@ -606,8 +607,11 @@ export class GpuModel {
       list.push([kernel, i + 1, f.dwGroups + Math.ceil(f.inQ / WX), 1]);
     }
     const { vocabSize, nEmbd } = this.config;
-    const embedding = diag ? "embeddingBackwardDiag" : "embeddingBackward";
-    list.push([embedding, 0, Math.ceil((vocabSize * nEmbd) / 64), 1]);
+    const windowed = this.batchSize * this.#opFields[0].outQ <= WINDOW_QUADS;
+    const embedding = diag
+      ? (windowed ? "embeddingBackwardWindowedDiag" : "embeddingBackwardDiag")
+      : (windowed ? "embeddingBackwardWindowed" : "embeddingBackward");
+    list.push([embedding, 0, Math.ceil(vocabSize / 8), Math.ceil(nEmbd / 4)]);
     return list;
   }
 
