@@ -4,6 +4,7 @@
  */
 
 import { decodeCheckpoint, encodeCheckpoint } from "../src/checkpoint.ts";
+import { PRESETS } from "../src/model.ts";
 import { assert, assertEquals, type CliResult, runCli } from "./util.ts";
 
 const names = (await Deno.readTextFile(new URL("../data/names.txt", import.meta.url)))
@@ -294,38 +295,45 @@ Deno.test("cli: bad input gets one line on stderr, a non-zero exit and no output
 });
 
 Deno.test("checkpoint: encode -> decode is exact, and the header is valid safetensors", () => {
-  const ck = decodeCheckpoint(
-    encodeCheckpoint({
-      config: {
-        vocabSize: 4,
-        blockSize: 2,
-        nEmbd: 3,
-        nHidden: 5,
-        nLayers: 1,
-        outputBias: true,
-        outputBatchNorm: false,
-        outputGamma: 1,
-        outputInit: 0.01,
-        tanhGain: 5 / 3,
-        bnMomentum: 0.001,
-        bnEps: 1e-5,
-      },
-      vocab: [".", "a", "b", "c"],
-      params: Float32Array.from({ length: 12 + 30 + 10 + 20 + 4 }, (_, i) => i / 7 - 3),
-      buffers: Float32Array.from({ length: 10 }, (_, i) => i * 1.5),
-      state: {
-        step: 3,
-        rng: [1, 2, 3, 4],
-        train: { steps: 10, batchSize: 4, lr: 0.1, lrFinal: 0.01, decayAt: 5 },
-        seed: 9,
-        seconds: 1.5,
-        data: { path: "x", sha256: "y" },
-        calibrated: false,
-        pendingLog: { sum: 0, count: 0 },
-      },
-    }),
-    "ck",
-  );
+  const bytes = encodeCheckpoint({
+    config: { ...PRESETS.lecture.model, vocabSize: 4, blockSize: 2, nEmbd: 3, nHidden: 5 },
+    vocab: [".", "a", "b", "c"],
+    params: Float32Array.from({ length: 12 + 30 + 10 + 20 + 4 }, (_, i) => i / 7 - 3),
+    buffers: Float32Array.from({ length: 10 }, (_, i) => i * 1.5),
+    state: {
+      step: 3,
+      rng: [1, 2, 3, 4],
+      train: { steps: 10, batchSize: 4, lr: 0.1, lrFinal: 0.01, decayAt: 5 },
+      seed: 9,
+      seconds: 1.5,
+      data: { path: "x", sha256: "y" },
+      calibrated: false,
+      pendingLog: { sum: 0, count: 0 },
+    },
+  });
+  // The format: u64 little-endian header size, a JSON header of tensors whose byte ranges tile
+  // the data section in order, string metadata, the data 8-byte aligned.
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  assertEquals((8 + n) % 8, 0);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  let end = 0;
+  for (const [name, t] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const { dtype, shape, data_offsets: [b, e] } = t as {
+      dtype: string;
+      shape: number[];
+      data_offsets: number[];
+    };
+    assertEquals(dtype, "F32");
+    assertEquals(b, end, `${name} starts where the previous tensor ended`);
+    assertEquals(e - b, 4 * shape.reduce((x, y) => x * y, 1));
+    end = e;
+  }
+  assertEquals(8 + n + end, bytes.length);
+  const meta = header.__metadata__ as Record<string, unknown>;
+  assert(Object.values(meta).every((v) => typeof v === "string"), "metadata values are strings");
+  assertEquals(JSON.parse(meta.vocab as string), [".", "a", "b", "c"]);
+  const ck = decodeCheckpoint(bytes, "ck");
   assertEquals(ck.params[0], -3);
   assertEquals(ck.params.length, 76);
   assertEquals(Array.from(ck.buffers), Array.from({ length: 10 }, (_, i) => i * 1.5));

@@ -21,7 +21,8 @@ Usage: deno task train [options]
 
 Data and output:
   --data FILE          one item per line (default data/names.txt)
-  --out DIR            run directory (default out/): ${CHECKPOINT_FILE}, ${RUN_FILE}, ${LOG_FILE}
+  --out DIR            run directory (default out/): ${CHECKPOINT_FILE}, ${RUN_FILE},
+                       ${LOG_FILE}, diagnostics.json, figures (.png, .svg), report.html
   --resume             continue the run in --out from its checkpoint
 
 Model (defaults from --preset):
@@ -46,7 +47,7 @@ Training (defaults from --preset):
 Reporting:
   --eval-every N       val loss every N steps (default 10000; 0 = only at the end)
   --diag-every N       diagnostics snapshots (activations, gradients) every N steps, besides
-                       the first and last step (default 0: only those)
+                       steps 1, 1000 and the last (default 0: only those)
   --no-diagnostics     collect no diagnostics (no update ratios, no snapshots)
   --no-plots           draw no figures (deno task plot draws them later)
   --checkpoint-every N checkpoint every N steps (default 10000; always at the end)

@@ -141,6 +141,20 @@ function packOp(f: OpFields): ArrayBuffer {
 /** One dispatch: kernel, op (0 = embedding, l + 1 = layer l, L + 2 = the loss), workgroups. */
 type Dispatch = [KernelName, number, number, number];
 
+/** Where the activations and gradients live: vec4 offsets in the buffers of each parity. */
+interface ActivationRegions {
+  act: Regions[];
+  grad: Regions[];
+  x0: number;
+  dx0: number;
+  h: number[];
+  t: number[];
+  dh: number[];
+  stats: number[];
+  /** vec4 per row of the batch, over all the buffers (for the binding-size limit). */
+  perRow: number;
+}
+
 /** Regions (in vec4) of one activation or gradient buffer, for a given number of rows. */
 class Regions {
   size = 0;
@@ -186,6 +200,8 @@ export class GpuModel {
   readonly #opFields: OpFields[];
   /** Which of the two parameter buffers holds the current parameters. */
   #parity = 0;
+  /** Where the activations and gradients live (for the host's reads). */
+  readonly #acts: ActivationRegions;
 
   private constructor(gpu: Gpu, kernels: Kernels, config: ModelConfig, opts: GpuModelOptions) {
     this.config = config;
@@ -206,7 +222,7 @@ export class GpuModel {
     // Evaluation rows per pass: large passes amortize dispatches, but must stay within the
     // kernels' loops (maxRows) and keep the activations within one storage binding.
     const maxBinding = this.#device.limits.maxStorageBufferBindingSize;
-    const memRows = Math.floor(maxBinding / 16 / this.#regions(1).perRow);
+    const memRows = Math.floor(maxBinding / 16 / this.#activationRegions(1).perRow);
     const loopRows = maxRows(config);
     this.evalRows = Math.max(1, Math.min(opts.evalRows ?? 2048, loopRows, memRows));
     const rows = Math.max(this.batchSize, this.evalRows);
@@ -215,7 +231,8 @@ export class GpuModel {
         `a batch of ${this.batchSize} exceeds the kernels' limit of ${loopRows} rows`,
       );
     }
-    const regions = this.#regions(rows);
+    const regions = this.#activationRegions(rows);
+    this.#acts = regions;
 
     const d = this.#device;
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
@@ -411,7 +428,7 @@ export class GpuModel {
   }
 
   /** Where every activation and gradient lives, for passes of up to `rows` rows. */
-  #regions(rows: number) {
+  #activationRegions(rows: number): ActivationRegions {
     const act = [new Regions(), new Regions()];
     const grad = [new Regions(), new Regions()];
     const inQ0 = roundUp4(this.config.blockSize * this.config.nEmbd) / 4;
@@ -491,7 +508,7 @@ export class GpuModel {
    * diagnostics; a training chunk's values are those of its last step.
    */
   async readActivations(rows: number): Promise<GpuActivations> {
-    const regions = this.#regions(Math.max(this.batchSize, this.evalRows));
+    const regions = this.#acts;
     const [act0, act1, grad0, grad1] = await Promise.all([
       this.#read(this.#act[0], 0, regions.act[0].size * 4),
       this.#read(this.#act[1], 0, regions.act[1].size * 4),
@@ -820,7 +837,7 @@ export class GpuModel {
    */
   async calibrate(ex: Examples): Promise<void> {
     if (ex.n === 0) return;
-    const regions = this.#regions(Math.max(this.batchSize, this.evalRows));
+    const regions = this.#acts;
     for (let i = 0; i < this.layout.layers.length; i++) {
       if (!this.layout.layers[i].bn) continue;
       const f = this.#opFields[i + 1];
@@ -873,10 +890,7 @@ export class GpuModel {
    * updates go to Pn, which the timed copies keep overwriting). The wait for the GPU costs
    * ~12 ms whatever the work on llvmpipe, so each is timed at two counts and differenced.
    */
-  async profile(
-    reps = 50,
-    only?: number,
-  ): Promise<{ kernel: KernelName; op: number; us: number }[]> {
+  async profile(reps = 50): Promise<{ kernel: KernelName; op: number; us: number }[]> {
     this.#writeStep(0, {
       lr: 0,
       rows: this.batchSize,
@@ -896,8 +910,7 @@ export class GpuModel {
       return performance.now() - t0;
     };
     const out = [];
-    const all = this.#stepDispatches();
-    for (const d of only === undefined ? all : [all[only]]) {
+    for (const d of this.#stepDispatches()) {
       await run(d, 2); // warm-up
       let few = Infinity;
       let many = Infinity;
