@@ -192,7 +192,10 @@ class Training {
     return `${this.opts.outDir}/${CHECKPOINT_FILE}`;
   }
 
-  async #checkpoint(calibrated = false): Promise<void> {
+  /** Saves the backend's parameters (and diagnostics.json); returns what it saved. */
+  async #checkpoint(
+    calibrated = false,
+  ): Promise<{ params: Float32Array; buffers: Float32Array }> {
     const p = await this.backend.getParams();
     await saveCheckpoint(this.#checkpointPath, {
       config: this.config,
@@ -217,6 +220,7 @@ class Training {
         JSON.stringify(this.diagnostics) + "\n",
       );
     }
+    return p;
   }
 
   /**
@@ -376,8 +380,7 @@ class Training {
       val: await backend.evaluate(dataset.examples.val),
       test: await backend.evaluate(dataset.examples.test),
     };
-    await this.#checkpoint(opts.calibrate);
-    const final = await backend.getParams();
+    const final = await this.#checkpoint(opts.calibrate);
     const inTrain = new Set(dataset.splitWords.train);
     const samples = sampleNames(this.config, final.params, final.buffers, this.vocab, {
       count: opts.samples,

@@ -226,10 +226,9 @@ export class GpuModel {
     const loopRows = maxRows(config);
     this.evalRows = Math.max(1, Math.min(opts.evalRows ?? 2048, loopRows, memRows));
     const rows = Math.max(this.batchSize, this.evalRows);
-    if (this.batchSize > Math.min(loopRows, memRows)) {
-      throw new Error(
-        `a batch of ${this.batchSize} exceeds the kernels' limit of ${loopRows} rows`,
-      );
+    const most = Math.min(loopRows, memRows);
+    if (this.batchSize > most) {
+      throw new Error(`a batch of ${this.batchSize} exceeds the kernels' limit of ${most} rows`);
     }
     const regions = this.#activationRegions(rows);
     this.#acts = regions;
