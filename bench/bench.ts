@@ -10,10 +10,13 @@
  */
 
 import { drawBatches } from "../src/batches.ts";
-import { intFlag, parseFlags, runMain, UsageError } from "../src/cli/common.ts";
-import { makeDataset, readWords } from "../src/data.ts";
+import { runCommand } from "../src/cli/common.ts";
+import { defineCommand, type Values } from "../src/cli/flags.ts";
+import { makeDataset } from "../src/data.ts";
+import { readWords } from "../src/files.ts";
 import { describeAdapter, openGpu } from "../src/gpu/device.ts";
 import { GpuModel } from "../src/gpu/model.ts";
+import { profileStep } from "./profile.ts";
 import {
   initModel,
   type ModelConfig,
@@ -23,21 +26,58 @@ import {
 } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
 
-const HELP = `Benchmark training speed (GPU via WebGPU, and PyTorch on the CPU when available).
-
-Usage: deno task bench [options]
-
-Options:
-  --preset NAME     lecture, seed or all (default all)
-  --rounds N        timed rounds per preset; the median is reported (default 3)
-  --chunks N        chunks per round (default 5)
-  --chunk-steps N   steps per chunk (default 200)
-  --torch-steps N   steps PyTorch times (default 1000; 0 skips PyTorch)
-  --profile-reps N  repetitions per kernel in the breakdown (default 30; 0 skips it)
-  --data FILE       names file for the batches (default data/names.txt)
-  --json            print one JSON object per preset instead of the tables
-  -h, --help        show this help
-`;
+const command = defineCommand({
+  summary: "Benchmark training speed (GPU via WebGPU, and PyTorch on the CPU when available).",
+  usage: "deno task bench [options]",
+  groups: {
+    Options: {
+      preset: {
+        kind: "choice",
+        arg: "NAME",
+        choices: [...Object.keys(PRESETS), "all"],
+        help: "which preset",
+        default: "all",
+      },
+      rounds: {
+        kind: "int",
+        arg: "N",
+        min: 1,
+        help: "timed rounds per preset; the median is reported",
+        default: 3,
+      },
+      chunks: { kind: "int", arg: "N", min: 1, help: "chunks per round", default: 5 },
+      "chunk-steps": {
+        kind: "int",
+        arg: "N",
+        min: 1,
+        max: 1000,
+        help: "steps per chunk",
+        default: 200,
+      },
+      "torch-steps": {
+        kind: "int",
+        arg: "N",
+        min: 0,
+        help: "steps PyTorch times; 0 skips PyTorch",
+        default: 1000,
+      },
+      "profile-reps": {
+        kind: "int",
+        arg: "N",
+        min: 0,
+        help: "repetitions per kernel in the breakdown; 0 skips it",
+        default: 30,
+      },
+      data: {
+        kind: "string",
+        arg: "FILE",
+        help: "names file for the batches",
+        default: "data/names.txt",
+      },
+      json: { kind: "bool", help: "print one JSON object per preset instead of the tables" },
+    },
+  },
+});
 
 interface Result {
   preset: PresetName;
@@ -102,7 +142,7 @@ async function benchGpu(
       const macs = macsPerStep(config, B);
       const kernels: Result["kernels"] = [];
       if (profileReps > 0) {
-        for (const k of await model.profile(profileReps)) {
+        for (const k of await profileStep(model, profileReps)) {
           const row = kernels.find((r) => r.kernel === k.kernel);
           if (row) {
             row.us += k.us;
@@ -115,7 +155,7 @@ async function benchGpu(
         adapter: describeAdapter(gpu.adapter),
         usPerStep,
         roundUs,
-        dispatchesPerStep: model.dispatchesPerStep,
+        dispatchesPerStep: model.stepDispatches().length,
         macsPerStep: macs,
         gmacs: macs / usPerStep / 1000,
         projected200kSeconds: (usPerStep * p.train.steps) / 1e6,
@@ -208,41 +248,23 @@ async function printTables(results: Result[], argv: string[]): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  const { values } = parseFlags(Deno.args, {
-    preset: { type: "string" },
-    rounds: { type: "string" },
-    chunks: { type: "string" },
-    "chunk-steps": { type: "string" },
-    "torch-steps": { type: "string" },
-    "profile-reps": { type: "string" },
-    data: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return;
-  }
-  const which = values.preset ?? "all";
-  if (which !== "all" && !(which in PRESETS)) {
-    throw new UsageError(`--preset must be lecture, seed or all, got '${which}'`);
-  }
+async function main(values: Values<typeof command.groups>): Promise<void> {
+  const which = values.preset;
   const presets = (which === "all" ? Object.keys(PRESETS) : [which]) as PresetName[];
-  const rounds = intFlag("rounds", values.rounds, { min: 1 }) ?? 3;
-  const chunks = intFlag("chunks", values.chunks, { min: 1 }) ?? 5;
-  const chunkSteps = intFlag("chunk-steps", values["chunk-steps"], { min: 1, max: 1000 }) ?? 200;
-  const torchSteps = intFlag("torch-steps", values["torch-steps"], { min: 0 }) ?? 1000;
-  const profileReps = intFlag("profile-reps", values["profile-reps"], { min: 0 }) ?? 30;
-  const words = await readWords(values.data ?? "data/names.txt");
+  const words = await readWords(values.data);
   const results: Result[] = [];
   for (const preset of presets) {
-    const r = await benchGpu(preset, words, { rounds, chunks, chunkSteps, profileReps });
-    if (torchSteps > 0) r.torch = await benchTorch(preset, torchSteps);
+    const r = await benchGpu(preset, words, {
+      rounds: values.rounds,
+      chunks: values.chunks,
+      chunkSteps: values["chunk-steps"],
+      profileReps: values["profile-reps"],
+    });
+    if (values["torch-steps"] > 0) r.torch = await benchTorch(preset, values["torch-steps"]);
     if (values.json) console.log(JSON.stringify(r));
     results.push(r);
   }
   if (!values.json) await printTables(results, Deno.args);
 }
 
-if (import.meta.main) runMain(main);
+if (import.meta.main) runCommand(command, main);

@@ -12,16 +12,15 @@
 // layer's op: the logits (and h, and the batch statistics) in Out, the gradient it produces
 // in Gout.
 
-const WG = 64u;
-
-var<workgroup> partial: array<f32, WG>;
+// CE_WG (invocations per workgroup) comes from src/gpu/software.ts.
+var<workgroup> partial: array<f32, CE_WG>;
 
 // Which of the 4 logits in vec4 n are real rather than padding.
 fn real_logits(n: u32) -> vec4<bool> {
   return 4u * n + vec4u(0u, 1u, 2u, 3u) < vec4u(op.n_out);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(CE_WG)
 fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
                  @builtin(num_workgroups) groups: vec3u) {
   let rows = step.rows;
@@ -29,7 +28,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
   let targets = step.data + rows * op.block;
   let lowest = vec4f(-3.4e38);
   var loss = 0.0;
-  for (var r = wg.x * WG + li; r < rows; r += groups.x * WG) {
+  for (var r = wg.x * CE_WG + li; r < rows; r += groups.x * CE_WG) {
     let row = op.t + r * op.out_q;
     var m = lowest;
     for (var n = 0u; n < op.out_q; n++) {
@@ -54,7 +53,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
 
   partial[li] = loss;
   workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half /= 2u) {
+  for (var half = CE_WG / 2u; half > 0u; half /= 2u) {
     if (li < half) {
       partial[li] += partial[li + half];
     }
@@ -70,7 +69,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
   // Output BatchNorm backward, a column (vec4) per invocation: the gradient just written is the
   // gradient w.r.t. the BatchNorm's output; turn it into the gradient w.r.t. its input h.
   storageBarrier(); // every invocation's rows of gradient are written and visible
-  for (var q = li; q < op.out_q; q += WG) {
+  for (var q = li; q < op.out_q; q += CE_WG) {
     let mean = Out[op.stats + q];
     let invstd = bn_invstd(Out[op.stats + op.out_q + q], op.eps);
     var sum_dy = vec4f(0.0);

@@ -13,7 +13,7 @@ override DIAG: bool = false;
 // Rows of embd floats are not vec4-aligned, so both kernels move single floats. The embedding
 // is "layer -1": its output x is in Out, its gradient (from the first layer's backward) in Gin.
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(EMBED_WG)
 fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
   let p = gid.x; // position: context row p / block, token p % block
   if (p >= step.rows * op.block) {
@@ -28,18 +28,19 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
   }
 }
 
-// Lanes are tokens: the 8 invocations of a workgroup own 8 tokens' vec4 of dimensions
-// 4 * wg.y.. , so at each position of the batch they all read the same token id and the same
-// gradient, which then comes through the uniform window (WINDOWS, as in linear.wgsl) and is
-// added where the token matches.
+// Lanes are tokens: the EMBED_TOKENS invocations of a workgroup own as many tokens' vec4 of
+// dimensions 4 * wg.y.., so at each position of the batch they all read the same token id and
+// the same gradient, which then comes through the uniform window (WINDOWS, as in linear.wgsl)
+// and is added where the token matches.
 override WINDOWS: bool = false;
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(EMBED_TOKENS)
 fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
   let token = gid.x;
   let e0 = 4u * gid.y; // the first of this invocation's 4 dimensions
   let dims = e0 + vec4u(0u, 1u, 2u, 3u);
-  let real = dims < vec4u(op.embd) & vec4<bool>(token < op.vocab);
+  // (The parentheses are WGSL's rule, which Tint enforces: '<' and '&' may not mix bare.)
+  let real = (dims < vec4u(op.embd)) & vec4<bool>(token < op.vocab);
   let last = op.embd - 1u;
   var grad = vec4f(0.0);
   for (var r = 0u; r < step.rows; r++) {

@@ -38,10 +38,9 @@ fn sum4(v: vec4f) -> f32 {
 // override folds away: wrapped in a helper function, they ran at half the speed on llvmpipe.
 override WINDOWS: bool = false;
 
-const RB = 16u; // rows per invocation
-const RK = 16u; // rows of W per invocation in the weight gradient (a multiple of 4)
-const WX = 8u;
-const WY = 1u; // one SIMD group: no barriers to wait at, and rows uniform across lanes
+// The tile sizes RB (rows per invocation), RK (rows of W per invocation in the weight gradient,
+// a multiple of 4), WX and WY come from src/gpu/software.ts. WY = 1 makes a workgroup one SIMD
+// group: no barriers to wait at, and rows uniform across lanes.
 
 var<workgroup> column_sums: array<vec4f, WX * WY>;
 

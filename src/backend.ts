@@ -1,22 +1,51 @@
 /**
- * What trains: the WebGPU kernels (src/gpu/model.ts) or the CPU reference (src/cpu/model.ts),
- * behind one interface so that a run (src/train.ts) does not care which.
+ * What trains: the WebGPU kernels (src/gpu/) or the CPU reference (src/cpu/), behind one
+ * interface, so that the training loop (src/training.ts) does not care which. A backend
+ * carries its own limits (the largest batch, how many steps of a chunk collect diagnostics,
+ * which kernels): nothing outside it reaches into src/gpu/ or src/cpu/.
  */
 
-import { CpuModel } from "./cpu/model.ts";
 import type { Examples } from "./data.ts";
 import type { Moments, Snapshot } from "./diagnostics.ts";
-import { describeAdapter, openGpu } from "./gpu/device.ts";
-import { type ChunkDiagnostics, type ChunkResult, GpuModel } from "./gpu/model.ts";
-import { initModel, type ModelConfig } from "./model.ts";
-import { Rng } from "./rng.ts";
+import { openCpuBackend } from "./cpu/backend.ts";
+import { openGpuBackend } from "./gpu/backend.ts";
+import type { ModelConfig } from "./model.ts";
+
+export type BackendKind = "webgpu" | "cpu";
+/** Which WebGPU kernels: chosen by the adapter (`auto`), or forced. */
+export type KernelChoice = "auto" | "software";
+export const KERNEL_CHOICES: readonly KernelChoice[] = ["auto", "software"];
+
+/** What a chunk of training steps returns. */
+export interface ChunkResult {
+  readonly losses: Float32Array;
+  /** For each step that was asked for them (by its index in the chunk): each weight's moments. */
+  readonly moments: ReadonlyMap<number, Moments[]>;
+}
+
+/** Which steps of a chunk collect diagnostics (indices in the chunk). */
+export interface ChunkDiagnostics {
+  readonly moments?: readonly number[];
+  /** Capture the last step's values for snapshot(). */
+  readonly snapshot?: boolean;
+}
 
 export interface Backend {
-  readonly kind: "webgpu" | "cpu";
+  readonly kind: BackendKind;
+  /** The device, in words: "llvmpipe (LLVM 15.0.6, 256 bits) [software fallback]". */
   readonly adapter: string;
+  /** The kernels that run: a WebGPU kernel family, or "reference". */
+  readonly kernels: string;
+  /** The most steps one trainChunk call takes. */
   readonly chunkSteps: number;
+  /** The most steps of one chunk that may collect moments. */
+  readonly diagSlots: number;
   setParams(params: Float32Array, buffers: Float32Array): void;
   getParams(): Promise<{ params: Float32Array; buffers: Float32Array }>;
+  /**
+   * SGD steps on `batches` (per step, the contexts [batch][block], then the targets [batch]),
+   * one per learning rate. A second chunk may be submitted before the first resolves.
+   */
   trainChunk(
     batches: Int32Array<ArrayBuffer>,
     lrs: ArrayLike<number>,
@@ -24,110 +53,27 @@ export interface Backend {
   ): Promise<ChunkResult>;
   /** The last step's values; only right after a chunk that asked for a snapshot. */
   snapshot(step: number): Promise<Snapshot>;
+  /** Mean loss over a split in evaluation mode (NaN for an empty split). */
   evaluate(ex: Examples): Promise<number>;
-  calibrate(ex: Examples): Promise<void>;
+  /**
+   * Running BatchNorm statistics := the exact statistics over the examples. If `signal`
+   * aborts, it stops between passes, leaving the statistics partly set.
+   */
+  calibrate(ex: Examples, signal?: AbortSignal): Promise<void>;
   destroy(): void;
 }
 
-/** The CPU reference as a backend: slow, but the same steps on the same batches. */
-class CpuBackend implements Backend {
-  readonly kind = "cpu";
-  readonly adapter = "CPU reference (TypeScript)";
-  readonly chunkSteps = 100;
-  #model: CpuModel;
-  readonly #config: ModelConfig;
-
-  constructor(config: ModelConfig) {
-    this.#config = config;
-    const { params, buffers } = initModel(config, new Rng(0));
-    this.#model = new CpuModel(config, params, buffers);
-  }
-  setParams(params: Float32Array, buffers: Float32Array): void {
-    this.#model = new CpuModel(this.#config, Float32Array.from(params), Float32Array.from(buffers));
-  }
-  getParams() {
-    return Promise.resolve({
-      params: Float32Array.from(this.#model.params),
-      buffers: Float32Array.from(this.#model.buffers),
-    });
-  }
-  trainChunk(
-    batches: Int32Array,
-    lrs: ArrayLike<number>,
-    diag: ChunkDiagnostics = {},
-  ): Promise<ChunkResult> {
-    const B = batches.length / lrs.length / (this.#config.blockSize + 1);
-    const T = this.#config.blockSize;
-    const losses = new Float32Array(lrs.length);
-    const moments = new Map<number, Moments[]>();
-    for (let s = 0; s < lrs.length; s++) {
-      const at = s * B * (T + 1);
-      const ctx = batches.subarray(at, at + B * T);
-      const targets = batches.subarray(at + B * T, at + B * (T + 1));
-      losses[s] = this.#model.step(ctx, targets, lrs[s]);
-      if (diag.moments?.includes(s)) moments.set(s, this.#model.moments());
-    }
-    return Promise.resolve({ losses, moments });
-  }
-  snapshot(step: number): Promise<Snapshot> {
-    return Promise.resolve(this.#model.snapshot(step));
-  }
-  evaluate(ex: Examples) {
-    return Promise.resolve(ex.n ? this.#model.evaluate(ex) : NaN);
-  }
-  calibrate(ex: Examples) {
-    this.#model.calibrate(ex);
-    return Promise.resolve();
-  }
-  destroy() {}
+export interface BackendOptions {
+  readonly kind: BackendKind;
+  readonly config: ModelConfig;
+  readonly batchSize: number;
+  readonly kernels?: KernelChoice;
 }
 
-class GpuBackend implements Backend {
-  readonly kind = "webgpu";
-  constructor(
-    readonly adapter: string,
-    readonly model: GpuModel,
-    readonly device: GPUDevice,
-  ) {}
-  get chunkSteps() {
-    return this.model.chunkSteps;
-  }
-  setParams(params: Float32Array, buffers: Float32Array) {
-    this.model.setParams(params, buffers);
-  }
-  getParams() {
-    return this.model.getParams();
-  }
-  trainChunk(batches: Int32Array<ArrayBuffer>, lrs: ArrayLike<number>, diag?: ChunkDiagnostics) {
-    return this.model.trainChunk(batches, lrs, diag);
-  }
-  snapshot(step: number) {
-    return this.model.snapshot(step);
-  }
-  evaluate(ex: Examples) {
-    return this.model.evaluate(ex);
-  }
-  calibrate(ex: Examples) {
-    return this.model.calibrate(ex);
-  }
-  destroy() {
-    this.model.destroy();
-    this.device.destroy();
-  }
-}
-
-export async function openBackend(
-  kind: "webgpu" | "cpu",
-  config: ModelConfig,
-  batchSize: number,
-): Promise<Backend> {
-  if (kind === "cpu") return new CpuBackend(config);
-  const gpu = await openGpu();
-  try {
-    const model = await GpuModel.create(gpu, config, { batchSize, chunkSteps: 250 });
-    return new GpuBackend(describeAdapter(gpu.adapter), model, gpu.device);
-  } catch (e) {
-    gpu.device.destroy();
-    throw e;
-  }
+/**
+ * Opens a backend for a model. A batch larger than the backend takes, no WebGPU or no adapter
+ * are UserErrors (one line, for the user).
+ */
+export function openBackend(opts: BackendOptions): Promise<Backend> {
+  return opts.kind === "cpu" ? Promise.resolve(openCpuBackend(opts.config)) : openGpuBackend(opts);
 }

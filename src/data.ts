@@ -7,7 +7,6 @@
  */
 
 import { UserError } from "./errors.ts";
-import { readUserFile } from "./files.ts";
 import { Rng } from "./rng.ts";
 
 /** The start/end token; it may not appear inside a word. */
@@ -66,9 +65,10 @@ function countNewlines(bytes: Uint8Array, end: number): number {
   return n;
 }
 
-/** Reads and validates a words file; every failure is a one-line `UserError`. */
-export async function readWords(path: string): Promise<string[]> {
-  return parseWords(await readUserFile(path), path);
+/** The hex sha256 of the data's bytes: a resumed run must train on the same ones. */
+export async function sha256Hex(data: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The vocabulary: `chars[0]` is '.', then the distinct characters by code point. */

@@ -84,6 +84,69 @@ export const PRESETS = {
 
 export type PresetName = keyof typeof PRESETS;
 
+/** The bounds of each size: the flags' ranges, and what a checkpoint may hold. */
+export const LIMITS = {
+  vocabSize: { min: 2, max: 1024 },
+  blockSize: { min: 1, max: 32 },
+  nEmbd: { min: 1, max: 256 },
+  nHidden: { min: 1, max: 2048 },
+  nLayers: { min: 1, max: 16 },
+  steps: { min: 1, max: 1e9 },
+  batchSize: { min: 2, max: 4096 },
+} as const;
+
+type Check = (v: unknown) => boolean;
+const int = (r: { min: number; max: number }): Check => (v) =>
+  typeof v === "number" && Number.isInteger(v) && v >= r.min && v <= r.max;
+const finite = (min = -Infinity, max = Infinity): Check => (v) =>
+  typeof v === "number" && Number.isFinite(v) && v >= min && v <= max;
+const bool: Check = (v) => typeof v === "boolean";
+
+const CONFIG_CHECKS: Record<keyof ModelConfig, Check> = {
+  vocabSize: int(LIMITS.vocabSize),
+  blockSize: int(LIMITS.blockSize),
+  nEmbd: int(LIMITS.nEmbd),
+  nHidden: int(LIMITS.nHidden),
+  nLayers: int(LIMITS.nLayers),
+  outputBias: bool,
+  outputBatchNorm: bool,
+  outputGamma: finite(),
+  outputInit: (v) => v === "kaiming" || finite(0)(v),
+  tanhGain: finite(0),
+  bnMomentum: finite(0, 1),
+  bnEps: (v) => finite(0)(v) && (v as number) > 0,
+};
+
+const TRAIN_CHECKS: Record<keyof TrainConfig, Check> = {
+  steps: int(LIMITS.steps),
+  batchSize: int(LIMITS.batchSize),
+  lr: (v) => finite(0)(v) && (v as number) > 0,
+  lrFinal: finite(0),
+  decayAt: int({ min: 0, max: Infinity }),
+};
+
+/** `v` as a T whose every field passes its check, or the name of the first one that fails. */
+function checkFields<T>(v: unknown, checks: Record<string, Check>): T | string {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return "not an object";
+  const o = v as Record<string, unknown>;
+  for (const [k, check] of Object.entries(checks)) {
+    if (!check(o[k])) return `${k} = ${JSON.stringify(o[k]) ?? "missing"}`;
+  }
+  const extra = Object.keys(o).find((k) => !(k in checks));
+  if (extra) return `unknown field ${extra}`;
+  return v as T;
+}
+
+/** A model config read from outside (a checkpoint), or what is wrong with it. */
+export function parseModelConfig(v: unknown): ModelConfig | string {
+  return checkFields<ModelConfig>(v, CONFIG_CHECKS);
+}
+
+/** A training config read from outside (a checkpoint), or what is wrong with it. */
+export function parseTrainConfig(v: unknown): TrainConfig | string {
+  return checkFields<TrainConfig>(v, TRAIN_CHECKS);
+}
+
 /** The learning rate of a step (0-based). */
 export function learningRate(train: TrainConfig, step: number): number {
   return step < train.decayAt ? train.lr : train.lrFinal;

@@ -24,6 +24,59 @@ export interface SampleOptions {
   readonly maxLength?: number;
 }
 
+/** Names are generated this many at a time (one forward pass per character for the batch). */
+export const SAMPLE_BATCH = 1000;
+
+/**
+ * The generator of name `i`: each name draws from its own stream, derived from the seed and its
+ * index, so that the same seed gives the same first names whatever the count and the batching.
+ */
+function nameRng(seed: number, i: number): Rng {
+  // A multiplicative hash of (seed, i) picks the stream; Rng expands it with SplitMix32.
+  return new Rng((Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(i, 0xc2b2ae35)) >>> 0);
+}
+
+/** Names in batches of up to SAMPLE_BATCH, as they are generated (see nameRng). */
+export function* generateNames(
+  config: ModelConfig,
+  params: Float32Array,
+  buffers: Float32Array,
+  vocab: Vocab,
+  opts: SampleOptions,
+): Generator<string[]> {
+  const { temperature = 1, topK = 0, prefix = "", maxLength = MAX_WORD_CHARS } = opts;
+  const model = new CpuModel(config, params, buffers);
+  const T = config.blockSize;
+  const V = config.vocabSize;
+  const start = vocab.encode(prefix);
+  const probs = new Float64Array(V);
+  for (let first = 0; first < opts.count; first += SAMPLE_BATCH) {
+    const count = Math.min(SAMPLE_BATCH, opts.count - first);
+    const rngs = Array.from({ length: count }, (_, b) => nameRng(opts.seed, first + b));
+    const ctx = new Int32Array(count * T);
+    const out: number[][] = Array.from({ length: count }, () => []);
+    const push = (b: number, id: number) => {
+      ctx.copyWithin(b * T, b * T + 1, (b + 1) * T);
+      ctx[(b + 1) * T - 1] = id;
+      out[b].push(id);
+    };
+    for (let b = 0; b < count; b++) for (const id of start) push(b, id);
+    const done = new Uint8Array(count);
+    for (let len = start.length; len < maxLength && done.includes(0); len++) {
+      const logits = model.logits(ctx, "eval");
+      for (let b = 0; b < count; b++) {
+        if (done[b]) continue;
+        const row = logits.subarray(b * V, (b + 1) * V);
+        const id = draw(row, probs, temperature, topK, rngs[b]);
+        if (id === 0) done[b] = 1;
+        else push(b, id);
+      }
+    }
+    yield out.map((ids) => vocab.decode(ids));
+  }
+}
+
+/** `opts.count` names from a trained model (see generateNames). */
 export function sampleNames(
   config: ModelConfig,
   params: Float32Array,
@@ -31,33 +84,7 @@ export function sampleNames(
   vocab: Vocab,
   opts: SampleOptions,
 ): string[] {
-  const { count, temperature = 1, topK = 0, prefix = "", maxLength = MAX_WORD_CHARS } = opts;
-  const model = new CpuModel(config, params, buffers);
-  const rng = new Rng(opts.seed);
-  const T = config.blockSize;
-  const V = config.vocabSize;
-  const start = vocab.encode(prefix);
-  const ctx = new Int32Array(count * T);
-  const out: number[][] = Array.from({ length: count }, () => []);
-  const push = (b: number, id: number) => {
-    ctx.copyWithin(b * T, b * T + 1, (b + 1) * T);
-    ctx[(b + 1) * T - 1] = id;
-    out[b].push(id);
-  };
-  for (let b = 0; b < count; b++) for (const id of start) push(b, id);
-  const done = new Uint8Array(count);
-  const probs = new Float64Array(V);
-  for (let len = start.length; len < maxLength && done.includes(0); len++) {
-    const logits = model.logits(ctx, "eval");
-    for (let b = 0; b < count; b++) {
-      if (done[b]) continue;
-      const row = logits.subarray(b * V, (b + 1) * V);
-      const id = draw(row, probs, temperature, topK, rng);
-      if (id === 0) done[b] = 1;
-      else push(b, id);
-    }
-  }
-  return out.map((ids) => vocab.decode(ids));
+  return [...generateNames(config, params, buffers, vocab, opts)].flat();
 }
 
 /** One token from softmax(logits / temperature), restricted to the top k. */

@@ -1,5 +1,6 @@
+import names from "../data/names.txt" with { type: "text" };
 import { CpuModel } from "../src/cpu/model.ts";
-import { makeDataset, readWords } from "../src/data.ts";
+import { makeDataset, parseWords } from "../src/data.ts";
 import { initModel, learningRate, type ModelConfig, modelLayout, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
 import { assert, assertEquals, assertGradClose, randInts } from "./util.ts";
@@ -23,7 +24,7 @@ const variants: [string, ModelConfig][] = [
 ];
 
 for (const [name, config] of variants) {
-  Deno.test(`cpu model ${name}: every parameter's gradient matches finite differences`, () => {
+  Deno.test(`model (cpu reference, ${name}): every parameter's gradient matches finite differences`, () => {
     const init = initModel(config, new Rng(11));
     // Larger output weights than the lecture's 0.01, so every gradient is well above rounding.
     const params = Float64Array.from(init.params, (v) => v * 3);
@@ -44,7 +45,7 @@ for (const [name, config] of variants) {
   });
 }
 
-Deno.test("cpu model: layout of the seed preset", () => {
+Deno.test("model: the layout of the presets (makemore part 3's parameter counts)", () => {
   const layout = modelLayout({ ...PRESETS.seed.model, vocabSize: 27 });
   assertEquals(layout.params.map((t) => t.name).slice(0, 4), [
     "embedding.weight",
@@ -60,8 +61,8 @@ Deno.test("cpu model: layout of the seed preset", () => {
   assertEquals(lecture.nParams, 12_097); // makemore part 3's first network
 });
 
-Deno.test("cpu model: the untrained model's loss is close to ln(vocab), then training lowers it", async () => {
-  const words = await readWords(new URL("../data/names.txt", import.meta.url).pathname);
+Deno.test("model (cpu reference): the untrained loss is close to ln(vocab), then training lowers it", () => {
+  const words = parseWords(new TextEncoder().encode(names), "names.txt");
   const ds = makeDataset(words, 3, 42);
   for (const preset of ["seed", "lecture"] as const) {
     const config = {

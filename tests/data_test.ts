@@ -1,20 +1,21 @@
+import names from "../data/names.txt" with { type: "text" };
 import {
   buildExamples,
   makeDataset,
   MAX_WORD_CHARS,
   parseWords,
-  readWords,
+  sha256Hex,
   splitWords,
   Vocab,
 } from "../src/data.ts";
 import { UserError } from "../src/errors.ts";
-import { sha256Hex } from "../src/files.ts";
-import { assert, assertEquals, assertThrows } from "./util.ts";
+import { readWords } from "../src/files.ts";
+import { assert, assertEquals, assertThrows, testWith } from "./util.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
 Deno.test("data: the committed names.txt is the documented file", async () => {
-  const bytes = await Deno.readFile(new URL("../data/names.txt", import.meta.url));
+  const bytes = new TextEncoder().encode(names); // ASCII: the file's own bytes
   assertEquals(bytes.length, 229_804);
   assertEquals(
     await sha256Hex(bytes),
@@ -45,7 +46,7 @@ function assertUserError(fn: () => unknown, pattern: RegExp): void {
   assert(!err.message.includes("\n"), "the message must be one line");
 }
 
-Deno.test("data: bad input gets a one-line error naming the file and line", async () => {
+Deno.test("data: bad input gets a one-line error naming the file and line", () => {
   assertUserError(() => parseWords(enc(""), "e.txt"), /^e\.txt: the file is empty/);
   assertUserError(() => parseWords(enc("\n \n\t\n"), "b.txt"), /^b\.txt: no usable lines/);
   assertUserError(() => parseWords(enc("ab\ncd\x00ef\n"), "n.txt"), /^n\.txt:2: binary/);
@@ -65,17 +66,26 @@ Deno.test("data: bad input gets a one-line error naming the file and line", asyn
     () => parseWords(enc("a\x07b\n"), "c.txt"),
     /^c\.txt:1: control character U\+0007/,
   );
-  for (
-    const [path, pattern] of [[
-      "/nonexistent/names.txt",
-      /^\/nonexistent\/names\.txt: no such file/,
-    ], ["/tmp", /is a directory/]] as const
-  ) {
-    const err = await readWords(path).then(() => null, (e) => e);
-    assert(err instanceof UserError && pattern.test(err.message), `${path}: ${err}`);
-  }
   assertThrows(() => Vocab.fromWords(["ab"]).encode("abc"), UserError);
 });
+
+testWith(
+  ["read"],
+  "files: a words file that is missing, a directory or a device gets one line",
+  async () => {
+    for (
+      const [path, pattern] of [
+        ["/nonexistent/names.txt", /^\/nonexistent\/names\.txt: no such file$/],
+        ["/tmp", /^\/tmp: is a directory, expected a file$/],
+        ["/dev/zero", /^\/dev\/zero: not a regular file \(a device, FIFO or socket\)/],
+        ["", /^no file given \(an empty path\)$/],
+      ] as const
+    ) {
+      const err = await readWords(path).then(() => null, (e) => e);
+      assert(err instanceof UserError && pattern.test(err.message), `${path}: ${err}`);
+    }
+  },
+);
 
 Deno.test("data: examples are the previous blockSize tokens, '.'-padded, then the end token", () => {
   const vocab = Vocab.fromWords(["emma", "ab"]);

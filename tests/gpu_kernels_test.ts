@@ -1,42 +1,97 @@
 /**
- * Every WGSL kernel against the CPU reference, on llvmpipe in CI.
+ * Every WGSL kernel against the CPU reference (on llvmpipe in CI; in Chromium too, see
+ * tests/browser_test.ts).
  *
- * One training step on the GPU writes each intermediate tensor from exactly one kernel
- * (shaders/): the embedding output (embedding_forward), each layer's h, output and batch
- * statistics (linear_forward), the loss and the output layer's dh (cross_entropy), each
- * layer's dh and the embedding's gradient (linear_backward), and the updated parameters
- * (linear_backward, cross_entropy and embedding_backward, with SGD fused). Reading them back
- * and comparing with the CPU reference's values for the same batch checks each kernel on its
- * own, on shapes that are multiples of nothing convenient.
+ * One training step on the GPU writes each intermediate tensor from exactly one kernel: the
+ * embedding output (embedding_forward), each layer's h, output t and batch statistics
+ * (linear_forward), the loss and the output layer's dh (cross_entropy), each layer's dh and
+ * the embedding's gradient (linear_backward), and the updated parameters (linear_backward,
+ * cross_entropy and embedding_backward, with SGD fused). Reading them back and comparing with
+ * the CPU reference's values for the same batch checks each kernel on its own, on shapes that
+ * are multiples of nothing convenient.
  *
- * Tolerance: max |gpu - cpu| / max |cpu| <= 1e-5 per tensor. Both sides round to float32; the
- * longest sums here have ~200 terms, whose accumulated rounding is ~sqrt(200) * 6e-8 ~ 1e-6.
+ * Tolerance: 1e-5 of each tensor's scale. Both sides round to float32; the longest sums here
+ * have ~400 terms, whose accumulated rounding is ~sqrt(400) * 6e-8 ~ 1e-6.
  */
 
 import { CpuModel } from "../src/cpu/model.ts";
-import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
+import { UserError } from "../src/errors.ts";
 import { GpuModel } from "../src/gpu/model.ts";
+import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
-import { assert, assertEquals, maxRelError, randInts, withGpu } from "./util.ts";
+import {
+  assert,
+  assertClose,
+  assertEquals,
+  assertRejects,
+  gpu,
+  modelPair,
+  randInts,
+  randomBatch,
+} from "./util.ts";
 
 const TOL = 1e-5;
 
-function check(
-  name: string,
-  gpu: ArrayLike<number>,
-  cpu: ArrayLike<number>,
-  tol = TOL,
-  floor = 0,
-) {
-  const err = maxRelError(gpu, cpu, floor);
-  assert(err <= tol, `${name}: relative error ${err.toExponential(2)} > ${tol}`);
+/** One training step on both sides; every intermediate tensor and every update compared. */
+async function checkStep(config: ModelConfig, B: number, label: string): Promise<void> {
+  await using m = await modelPair(config, { batchSize: B, chunkSteps: 1 });
+  const { ctx, targets, batch } = randomBatch(new Rng(4), config, B);
+  // A large learning rate makes the update, recovered as new - old parameter, precise.
+  const lr = 100;
+  const [loss] = (await m.gpu.trainChunk(batch, [lr])).losses;
+  const cpuLoss = m.cpu.forward(ctx, targets, "train");
+  m.cpu.backward(targets);
+
+  const acts = await m.gpu.readActivations(B);
+  const at = `${label}: `;
+  assertClose(at + "embedding_forward: x", acts.x0, m.cpu.embedding.x0, TOL);
+  const layers = m.gpu.layout.layers;
+  layers.forEach((l, i) => {
+    const c = m.cpu.caches[i];
+    const g = acts.layers[i];
+    assertClose(at + `linear_forward ${i}: h`, l.bn ? g.h : g.t, c.h, TOL);
+    assertClose(at + `linear_forward ${i}: t`, g.t, c.t, TOL);
+    if (l.bn) {
+      assertClose(at + `linear_forward ${i}: batch mean`, g.mean, c.mean, TOL);
+      assertClose(at + `linear_forward ${i}: batch variance`, g.variance, c.variance, TOL);
+    }
+    const by = i === layers.length - 1 ? "cross_entropy" : `linear_backward ${i + 1}`;
+    assertClose(at + `${by}: dh of layer ${i}`, g.dh, c.dh, TOL);
+  });
+  assertClose(at + "linear_backward 0: dx of the embedding", acts.dx0, m.cpu.embedding.dx0, TOL);
+  assertClose(at + "cross_entropy: loss", [loss], [cpuLoss], TOL);
+
+  const after = await m.gpu.getParams();
+  // Gradients that vanish analytically (a bias before a BatchNorm) are compared against the
+  // model's largest gradient instead of their own rounding noise.
+  const floor = 1e-3 * Array.from(m.cpu.grads).reduce((a, g) => Math.max(a, Math.abs(g)), 0);
+  for (const t of m.gpu.layout.params) {
+    const step = Float64Array.from(
+      { length: t.size },
+      (_, j) => (m.init.params[t.offset + j] - after.params[t.offset + j]) / lr,
+    );
+    assertClose(
+      at + `gradient and SGD of ${t.name}`,
+      step,
+      m.cpu.grads.subarray(t.offset, t.offset + t.size),
+      TOL,
+      floor,
+    );
+  }
+  for (const t of m.gpu.layout.buffers) {
+    assertClose(
+      at + `running ${t.name}`,
+      after.buffers.subarray(t.offset, t.offset + t.size),
+      Float32Array.from(m.cpu.buffers.subarray(t.offset, t.offset + t.size)),
+      TOL,
+    );
+  }
 }
 
 const shapes: [string, ModelConfig, number][] = [
   ["seed-shaped, 2 layers, odd sizes", {
     ...PRESETS.seed.model,
     vocabSize: 27,
-    blockSize: 3,
     nEmbd: 5,
     nHidden: 13,
     nLayers: 2,
@@ -49,6 +104,8 @@ const shapes: [string, ModelConfig, number][] = [
     nHidden: 66,
     outputInit: 0.3,
   }, 37],
+  // Batch 3, the smallest well-conditioned one: with 2 rows a BatchNorm's output is +-1
+  // whatever its input, so its input gradient is 0 up to rounding and has no scale to compare.
   ["3 layers, output bias and BatchNorm, block 5", {
     ...PRESETS.seed.model,
     vocabSize: 6,
@@ -57,8 +114,6 @@ const shapes: [string, ModelConfig, number][] = [
     nHidden: 40,
     nLayers: 3,
     outputBias: true,
-    // Batch 3, the smallest well-conditioned one: with 2 rows a BatchNorm's output is +-1
-    // whatever its input, so its input gradient is 0 up to rounding and has no scale to compare.
   }, 3],
   ["seed preset widths", { ...PRESETS.seed.model, vocabSize: 27 }, 32],
   // 40 rows x 105 vec4 overflow the 64 KiB uniform windows: the storage-buffer kernels.
@@ -71,76 +126,11 @@ const shapes: [string, ModelConfig, number][] = [
 ];
 
 for (const [name, config, B] of shapes) {
-  Deno.test(`gpu kernels (${name}, batch ${B}): each kernel's output matches the CPU`, async () => {
-    await withGpu(async (gpu) => {
-      const { params, buffers } = initModel(config, new Rng(3));
-      const cpu = new CpuModel(config, Float32Array.from(params), Float32Array.from(buffers));
-      const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps: 1 });
-      try {
-        model.setParams(params, buffers);
-        const rng = new Rng(4);
-        const T = config.blockSize;
-        const ctx = randInts(rng, B * T, config.vocabSize);
-        const y = randInts(rng, B, config.vocabSize);
-        const batch = new Int32Array([...ctx, ...y]);
-        // A large learning rate makes the update, recovered as new - old parameter, precise.
-        const lr = 100;
-        const [loss] = (await model.trainChunk(batch, [lr])).losses;
-        const cpuLoss = cpu.forward(ctx, y, "train");
-        cpu.backward(y);
-
-        const acts = await model.readActivations(B);
-        check("embedding_forward: x", acts.x0, cpu.embedding.x0);
-        model.layout.layers.forEach((l, i) => {
-          const c = cpu.caches[i];
-          const g = acts.layers[i];
-          check(`linear_forward ${i}: h`, l.bn ? g.h : g.t, c.h);
-          check(`linear_forward ${i}: output`, g.t, c.out);
-          if (l.bn) {
-            check(`linear_forward ${i}: batch mean`, g.mean, c.mean);
-            check(`linear_forward ${i}: batch variance`, g.variance, c.variance);
-          }
-          const by = i === model.layout.layers.length - 1
-            ? "cross_entropy"
-            : `linear_backward ${i + 1}`;
-          check(`${by}: dh of layer ${i}`, g.dh, c.dh);
-        });
-        check("linear_backward 0: embedding gradient", acts.dx0, cpu.embedding.dx0);
-        assert(
-          Math.abs(loss - cpuLoss) <= 1e-5 * cpuLoss,
-          `cross_entropy: loss ${loss} vs ${cpuLoss}`,
-        );
-
-        const after = await model.getParams();
-        // Gradients that vanish analytically (a bias before a BatchNorm) are compared against
-        // the model's largest gradient instead of their own rounding noise.
-        const floor = 1e-3 * Array.from(cpu.grads).reduce((m, g) => Math.max(m, Math.abs(g)), 0);
-        for (const t of model.layout.params) {
-          const gpuStep = new Float64Array(t.size);
-          const cpuStep = new Float64Array(t.size);
-          for (let j = 0; j < t.size; j++) {
-            gpuStep[j] = (params[t.offset + j] - after.params[t.offset + j]) / lr;
-            cpuStep[j] = cpu.grads[t.offset + j];
-          }
-          check(`gradient and SGD of ${t.name}`, gpuStep, cpuStep, TOL, floor);
-        }
-        // The running statistics moved toward the batch's, as on the CPU.
-        const cpuRun = Float32Array.from(cpu.buffers);
-        for (const t of model.layout.buffers) {
-          check(
-            `running ${t.name}`,
-            after.buffers.subarray(t.offset, t.offset + t.size),
-            cpuRun.subarray(t.offset, t.offset + t.size),
-          );
-        }
-      } finally {
-        model.destroy();
-      }
-    });
-  });
+  Deno.test(`kernels (${name}, batch ${B}): each kernel's output matches the CPU reference`, () =>
+    checkStep(config, B, name));
 }
 
-Deno.test("gpu kernels: evaluation and BatchNorm calibration match the CPU", async () => {
+Deno.test("kernels: evaluation and BatchNorm calibration match the CPU reference", async () => {
   const config: ModelConfig = {
     ...PRESETS.seed.model,
     vocabSize: 11,
@@ -149,132 +139,121 @@ Deno.test("gpu kernels: evaluation and BatchNorm calibration match the CPU", asy
     nHidden: 17,
     nLayers: 2,
   };
-  await withGpu(async (gpu) => {
-    const { params, buffers } = initModel(config, new Rng(8));
-    const rng = new Rng(9);
-    const n = 5000; // more than one evaluation pass, with a ragged last one
-    const ex = {
-      x: randInts(rng, n * 2, 11),
-      y: randInts(rng, n, 11),
-      n,
-      blockSize: 2,
-    };
-    const cpu = new CpuModel(config, Float32Array.from(params), Float32Array.from(buffers));
-    const model = await GpuModel.create(gpu, config, { batchSize: 4, evalRows: 1500 });
-    try {
-      model.setParams(params, buffers);
-      const before = await model.evaluate(ex);
-      const cpuBefore = cpu.evaluate(ex);
-      assert(Math.abs(before - cpuBefore) < 1e-5 * cpuBefore, `eval ${before} vs ${cpuBefore}`);
-      await model.calibrate(ex);
-      cpu.calibrate(ex);
-      const got = await model.getParams();
-      check("calibrated running statistics", got.buffers, Float32Array.from(cpu.buffers), 1e-5);
-      const after = await model.evaluate(ex);
-      const cpuAfter = cpu.evaluate(ex);
-      assert(Math.abs(after - cpuAfter) < 1e-5 * cpuAfter, `eval ${after} vs ${cpuAfter}`);
-      assert(Math.abs(after - before) > 1e-3, "calibration changed the statistics");
-    } finally {
-      model.destroy();
-    }
-  });
+  await using m = await modelPair(config, { batchSize: 4, evalRows: 1500, initSeed: 8 });
+  const rng = new Rng(9);
+  const n = 5000; // more than one evaluation pass, with a ragged last one
+  const ex = { x: randInts(rng, n * 2, 11), y: randInts(rng, n, 11), n, blockSize: 2 };
+  const before = await m.gpu.evaluate(ex);
+  assertClose("evaluate, before", [before], [m.cpu.evaluate(ex)], TOL);
+  await m.gpu.calibrate(ex);
+  m.cpu.calibrate(ex);
+  const got = await m.gpu.getParams();
+  assertClose("calibrated running statistics", got.buffers, Float32Array.from(m.cpu.buffers), TOL);
+  const after = await m.gpu.evaluate(ex);
+  assertClose("evaluate, after", [after], [m.cpu.evaluate(ex)], TOL);
+  assert(Math.abs(after - before) > 1e-3, "calibration changed the statistics");
 });
 
-Deno.test("gpu kernels: calibration at the seed's widths stays within llvmpipe's loop limit", async () => {
-  // A calibration pass loops over all its rows in one invocation: with 200-wide layers, passes
-  // of 2048 rows once overran llvmpipe's 65,535-iteration limit and silently left rows out.
-  const config: ModelConfig = { ...PRESETS.seed.model, vocabSize: 27, nLayers: 2 };
-  await withGpu(async (gpu) => {
-    const { params, buffers } = initModel(config, new Rng(14));
-    const rng = new Rng(15);
-    const n = 2100;
-    const ex = { x: randInts(rng, n * 3, 27), y: randInts(rng, n, 27), n, blockSize: 3 };
-    const model = await GpuModel.create(gpu, config, { batchSize: 32, evalRows: 4096 });
-    try {
-      assert(model.evalRows < n, `passes of ${model.evalRows} rows: the test needs several`);
-      model.setParams(params, buffers);
-      await model.calibrate(ex);
-      const cpu = new CpuModel(config, Float32Array.from(params), Float32Array.from(buffers));
-      cpu.calibrate(ex);
-      const gpuLoss = await model.evaluate(ex);
-      const cpuLoss = cpu.evaluate(ex);
-      assert(Math.abs(gpuLoss - cpuLoss) < 1e-5 * cpuLoss, `eval ${gpuLoss} vs ${cpuLoss}`);
-      const got = await model.getParams();
-      for (const t of model.layout.buffers) {
-        if (!t.name.endsWith("running_var")) continue; // the means are ~0: no scale to compare
-        check(
-          t.name,
-          got.buffers.subarray(t.offset, t.offset + t.size),
-          cpu.buffers.subarray(t.offset, t.offset + t.size),
-          1e-4,
-        );
-      }
-    } finally {
-      model.destroy();
-    }
-  });
-});
-
-Deno.test("gpu kernels: the largest batch x block stays exact (no truncated loops)", async () => {
-  // embedding_backward loops over every position of the batch (1024 x 32 here), and
-  // linear_forward over 32 row blocks x the input width: llvmpipe would silently stop a loop
-  // after 65,535 iterations, leaving the last positions out of the gradient.
-  const config: ModelConfig = {
+/**
+ * llvmpipe silently stops an invocation's loops after 65,536 iterations. The plan's guard
+ * (src/gpu/plan.ts) bounds each pass by every kernel's loop count (src/gpu/software.ts): at the
+ * largest batch the guard allows, each kernel must still be exact. A guard that let one more
+ * loop through would leave rows out here and fail (checked by loosening it).
+ */
+const sentinels: [string, ModelConfig][] = [
+  // embedding_backward loops over rows x block positions.
+  ["embedding_backward: block 32, embedding 1", {
     ...PRESETS.lecture.model,
     vocabSize: 5,
     blockSize: 32,
-    nEmbd: 2,
-    nHidden: 8,
-  };
-  await withGpu(async (gpu) => {
-    const { params, buffers } = initModel(config, new Rng(10));
-    const B = 1024;
-    const rng = new Rng(11);
-    const ctx = randInts(rng, B * 32, 5);
-    const y = randInts(rng, B, 5);
-    const cpu = new CpuModel(config, Float32Array.from(params), Float32Array.from(buffers));
-    cpu.step(ctx, y, 10);
-    const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps: 1 });
-    try {
-      model.setParams(params, buffers);
-      await model.trainChunk(new Int32Array([...ctx, ...y]), [10]);
-      const got = await model.getParams();
-      const emb = model.layout.embedding;
-      const delta = (p: ArrayLike<number>) =>
-        Float64Array.from(
-          { length: emb.size },
-          (_, j) => params[emb.offset + j] - p[emb.offset + j],
-        );
-      check("embedding update", delta(got.params), delta(cpu.params), 1e-4);
-    } finally {
-      model.destroy();
-    }
+    nEmbd: 1,
+    nHidden: 4,
+  }],
+  // linear_forward with batch statistics, and the input gradient, loop over rows x width.
+  ["linear: 200-wide BatchNorm layers", { ...PRESETS.seed.model, vocabSize: 27, nLayers: 1 }],
+];
+
+for (const [name, config] of sentinels) {
+  Deno.test(`kernels (loop limit, ${name}): exact at the largest batch the guard allows`, async () => {
+    const g = await gpu();
+    const probe = await GpuModel.create(g, config, { batchSize: 2, chunkSteps: 1 });
+    const most = probe.plan.maxRows;
+    probe.destroy();
+    if (!g.adapter.fallback) return; // real GPUs have no such limit
+    assert(most < 4096, `the loop guard is what limits this model (${most} rows)`);
+    await checkStep(config, most, `${name}, batch ${most}`);
   });
+}
+
+Deno.test("kernels (loop limit): a batch over the guard's limit is refused, not truncated", async () => {
+  // The case a user found through the library: block 32, embedding 1, hidden 4, batch 3,000
+  // gave embedding gradients 72% wrong, silently.
+  const g = await gpu();
+  if (!g.adapter.fallback) return; // real GPUs have no such limit
+  const config = { ...PRESETS.lecture.model, vocabSize: 5, blockSize: 32, nEmbd: 1, nHidden: 4 };
+  const err = await assertRejects(
+    GpuModel.create(g, config, { batchSize: 3000, chunkSteps: 1 }),
+    UserError,
+  );
+  assert(/a batch of 3000 rows is more than/.test(err.message), err.message);
 });
 
-Deno.test("gpu kernels: two runs from the same seed give bit-identical losses", async () => {
+Deno.test("kernels: evaluation passes at the guard's largest size match the CPU", async () => {
+  // Calibration and evaluation run in passes of evalRows rows: at 200-wide layers, passes of
+  // 2,048 rows once overran llvmpipe's loop limit and silently left rows out.
+  const config: ModelConfig = { ...PRESETS.seed.model, vocabSize: 27, nLayers: 2 };
+  await using m = await modelPair(config, { batchSize: 32, evalRows: 1 << 20, initSeed: 14 });
+  const rows = m.gpu.evalRows;
+  const rng = new Rng(15);
+  const n = rows + 37; // two passes, the second ragged
+  const ex = { x: randInts(rng, n * 3, 27), y: randInts(rng, n, 27), n, blockSize: 3 };
+  await m.gpu.calibrate(ex);
+  m.cpu.calibrate(ex);
+  assertClose("evaluate", [await m.gpu.evaluate(ex)], [m.cpu.evaluate(ex)], TOL);
+  const got = await m.gpu.getParams();
+  for (const t of m.gpu.layout.buffers) {
+    if (!t.name.endsWith("running_var")) continue; // the means are ~0: no scale to compare
+    assertClose(
+      t.name,
+      got.buffers.subarray(t.offset, t.offset + t.size),
+      m.cpu.buffers.subarray(t.offset, t.offset + t.size),
+      1e-4,
+    );
+  }
+});
+
+Deno.test("kernels: two runs from the same seed give bit-identical losses", async () => {
   const config: ModelConfig = { ...PRESETS.seed.model, vocabSize: 9, nHidden: 24, nLayers: 2 };
   const B = 16;
-  const rng = new Rng(12);
   const steps = 40;
-  const data = randInts(rng, steps * B * 4, 9);
-  const run = () =>
-    withGpu(async (gpu) => {
-      const { params, buffers } = initModel(config, new Rng(13));
-      const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps: 20 });
-      try {
-        model.setParams(params, buffers);
-        const lrs = new Array(20).fill(0.1);
-        const a = model.trainChunk(data.slice(0, 20 * B * 4), lrs);
-        const b = model.trainChunk(data.slice(20 * B * 4), lrs); // submitted before a resolves
-        return [...(await a).losses, ...(await b).losses];
-      } finally {
-        model.destroy();
-      }
-    });
+  const data = randInts(new Rng(12), steps * B * 4, 9);
+  const g = await gpu();
+  const run = async () => {
+    const { params, buffers } = initModel(config, new Rng(13));
+    const model = await GpuModel.create(g, config, { batchSize: B, chunkSteps: 20 });
+    try {
+      model.setParams(params, buffers);
+      const lrs = new Array(20).fill(0.1);
+      const a = model.trainChunk(data.slice(0, 20 * B * 4), lrs);
+      const b = model.trainChunk(data.slice(20 * B * 4), lrs); // submitted before a resolves
+      return [...(await a).losses, ...(await b).losses];
+    } finally {
+      await g.device.queue.onSubmittedWorkDone();
+      model.destroy();
+    }
+  };
   const first = await run();
   const second = await run();
   assertEquals(first.length, steps);
   assertEquals(first, second);
   assert(first.every(Number.isFinite));
+});
+
+Deno.test("kernels: the CPU reference model and the GPU model start from the same parameters", async () => {
+  const config: ModelConfig = { ...PRESETS.seed.model, vocabSize: 7, nHidden: 10, nLayers: 2 };
+  await using m = await modelPair(config, { batchSize: 4 });
+  const got = await m.gpu.getParams();
+  assertEquals(got.params, m.init.params);
+  assertEquals(got.buffers, m.init.buffers);
+  assert(m.cpu instanceof CpuModel);
 });

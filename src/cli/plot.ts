@@ -1,30 +1,21 @@
 /** `deno task plot`: redraws a run's figures and report from its files; see --help. */
 
 import { plotRun } from "../plots.ts";
-import { parseFlags, runMain } from "./common.ts";
+import { runCommand } from "./common.ts";
+import { defineCommand, type Values } from "./flags.ts";
 
-const HELP = `Draw the figures and report.html of a training run from the files it wrote
-(log.jsonl, diagnostics.json, run.json), without training.
+const command = defineCommand({
+  summary: "Draw the figures and report.html of a training run from the files it wrote " +
+    "(log.jsonl, diagnostics.json, run.json), without training.",
+  usage: "deno task plot [options]",
+  groups: {
+    Options: { out: { kind: "string", arg: "DIR", help: "the run directory", default: "out" } },
+  },
+});
 
-Usage: deno task plot [options]
-
-Options:
-  --out DIR     the run directory (default out/)
-  -h, --help    show this help
-`;
-
-async function main(): Promise<void> {
-  const { values } = parseFlags(Deno.args, {
-    out: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return;
-  }
-  const dir = values.out ?? "out";
-  const written = await plotRun(dir);
-  console.log(`wrote ${written.map((f) => `${dir}/${f}`).join(", ")}`);
+async function main(values: Values<typeof command.groups>): Promise<void> {
+  const written = await plotRun(values.out);
+  console.log(`wrote ${written.map((f) => `${values.out}/${f}`).join(", ")}`);
 }
 
-if (import.meta.main) runMain(main);
+if (import.meta.main) runCommand(command, main);

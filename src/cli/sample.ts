@@ -1,52 +1,70 @@
 /** `deno task sample`: generates names from a checkpoint; see --help. */
 
-import { loadCheckpoint } from "../checkpoint.ts";
-import { parseWords, splitWords, Vocab } from "../data.ts";
+import { parseWords, sha256Hex, splitWords, Vocab } from "../data.ts";
 import { UserError } from "../errors.ts";
-import { readUserFile, sha256Hex } from "../files.ts";
-import { sampleNames } from "../sample.ts";
-import { CHECKPOINT_FILE } from "../train.ts";
-import { floatFlag, intFlag, parseFlags, runMain } from "./common.ts";
+import { loadCheckpoint, readUserFile } from "../files.ts";
+import { CHECKPOINT_FILE } from "../run_dir.ts";
+import { generateNames } from "../sample.ts";
+import { runCommand } from "./common.ts";
+import { defineCommand, type Values } from "./flags.ts";
 
-const HELP = `Generate names from a trained model.
+const command = defineCommand({
+  summary: "Generate names from a trained model.",
+  usage: "deno task sample [options]",
+  groups: {
+    Options: {
+      out: {
+        kind: "string",
+        arg: "DIR",
+        help: `the run directory whose ${CHECKPOINT_FILE} to load`,
+        default: "out",
+      },
+      checkpoint: { kind: "string", arg: "FILE", help: "load this checkpoint instead" },
+      count: {
+        kind: "int",
+        arg: "N",
+        min: 1,
+        max: 1_000_000,
+        help: "names to generate",
+        default: 20,
+      },
+      seed: {
+        kind: "int",
+        arg: "N",
+        min: 0,
+        max: 0xffffffff,
+        help: "the same seed gives the same names",
+        default: 42,
+      },
+      temperature: {
+        kind: "float",
+        arg: "X",
+        min: 1e-3,
+        max: 100,
+        help: "divide the logits by X: < 1 safer, > 1 wilder",
+        default: 1,
+      },
+      "top-k": {
+        kind: "int",
+        arg: "N",
+        min: 0,
+        help: "sample among the N most likely characters only; 0: all",
+        default: 0,
+      },
+      prefix: { kind: "string", arg: "TEXT", help: "start every name with these characters" },
+      mark: { kind: "bool", help: "tag each name: (new), or (in the training set)" },
+      data: {
+        kind: "string",
+        arg: "FILE",
+        help: "the data to check --mark against",
+        shown: "the checkpoint's",
+      },
+    },
+  },
+});
 
-Usage: deno task sample [options]
-
-Options:
-  --out DIR            run directory whose ${CHECKPOINT_FILE} to load (default out/)
-  --checkpoint FILE    load this checkpoint instead
-  --count N            names to generate (default 20)
-  --seed N             the same seed gives the same names (default 42)
-  --temperature X      divide the logits by X: < 1 safer, > 1 wilder (default 1)
-  --top-k N            sample among the N most likely characters only (default: all)
-  --prefix TEXT        start every name with these characters
-  --mark               tag each name: (new), or (in the training set)
-  --data FILE          the data to check --mark against (default: the checkpoint's)
-  -h, --help           show this help
-`;
-
-async function main(): Promise<void> {
-  const { values } = parseFlags(Deno.args, {
-    out: { type: "string" },
-    checkpoint: { type: "string" },
-    count: { type: "string" },
-    seed: { type: "string" },
-    temperature: { type: "string" },
-    "top-k": { type: "string" },
-    prefix: { type: "string" },
-    mark: { type: "boolean" },
-    data: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return;
-  }
-  const count = intFlag("count", values.count, { min: 1, max: 100_000 }) ?? 20;
-  const seed = intFlag("seed", values.seed, { min: 0, max: 0xffffffff }) ?? 42;
-  const temperature = floatFlag("temperature", values.temperature, { min: 1e-3, max: 100 }) ?? 1;
-  const topK = intFlag("top-k", values["top-k"], { min: 1 }) ?? 0;
-  const ck = await loadCheckpoint(values.checkpoint ?? `${values.out ?? "out"}/${CHECKPOINT_FILE}`);
+async function main(values: Values<typeof command.groups>): Promise<void> {
+  const ck = await loadCheckpoint(values.checkpoint ?? `${values.out}/${CHECKPOINT_FILE}`);
   const vocab = new Vocab(ck.vocab);
   const prefix = values.prefix ?? "";
   for (const ch of prefix) {
@@ -67,18 +85,22 @@ async function main(): Promise<void> {
     }
     train = new Set(splitWords(parseWords(bytes, path), ck.state.seed).train);
   }
-  const names = sampleNames(ck.config, ck.params, ck.buffers, vocab, {
-    count,
-    seed,
-    temperature,
-    topK,
+  const names = generateNames(ck.config, ck.params, ck.buffers, vocab, {
+    count: values.count,
+    seed: values.seed,
+    temperature: values.temperature,
+    topK: values["top-k"],
     prefix,
   });
-  const width = Math.max(...names.map((n) => n.length)) + 2;
-  for (const name of names) {
-    if (!train) console.log(name);
-    else console.log(name.padEnd(width) + (train.has(name) ? "(in the training set)" : "(new)"));
+  // Printed a batch at a time as they are generated: a long list starts at once.
+  const enc = new TextEncoder();
+  for (const batch of names) {
+    const width = Math.max(...batch.map((n) => n.length)) + 2;
+    const lines = batch.map((name) =>
+      !train ? name : name.padEnd(width) + (train.has(name) ? "(in the training set)" : "(new)")
+    );
+    await Deno.stdout.write(enc.encode(lines.join("\n") + "\n"));
   }
 }
 
-if (import.meta.main) runMain(main);
+if (import.meta.main) runCommand(command, main);

@@ -1,66 +1,65 @@
 /**
  * Linear layer, CPU reference (mirrors shaders/linear.wgsl).
  *
- * out = inp @ weight (+ bias). Shapes: inp [B, nIn]; weight [nIn, nOut] (fan-in first, as in
- * makemore, so a row of inp multiplies straight into it); bias [nOut]; out [B, nOut].
+ * h = x @ w (+ b). Shapes: x [B, nIn]; w [nIn, nOut] (fan-in first, as in makemore, so a row
+ * of x multiplies straight into it); b [nOut]; h [B, nOut].
  */
 
 import type { Floats } from "./types.ts";
 
 export function linearForward(
-  out: Floats,
-  inp: Floats,
-  weight: Floats,
+  h: Floats,
+  x: Floats,
+  w: Floats,
   bias: Floats | null,
   B: number,
   nIn: number,
   nOut: number,
 ): void {
-  for (let b = 0; b < B; b++) {
+  for (let r = 0; r < B; r++) {
     for (let o = 0; o < nOut; o++) {
       let acc = bias ? bias[o] : 0;
-      for (let i = 0; i < nIn; i++) acc += inp[b * nIn + i] * weight[i * nOut + o];
-      out[b * nOut + o] = acc;
+      for (let i = 0; i < nIn; i++) acc += x[r * nIn + i] * w[i * nOut + o];
+      h[r * nOut + o] = acc;
     }
   }
 }
 
 /**
- * Overwrites the gradients: dinp = dout @ weight^T, dweight = inp^T @ dout,
- * dbias = sum over the batch of dout. Pass null for a gradient that is not needed
- * (the first layer's input, a layer without bias).
+ * Overwrites the gradients: dx = dh @ w^T, dw = x^T @ dh, dbias = sum over the batch of dh.
+ * Pass null for a gradient that is not needed (a layer without bias).
  */
 export function linearBackward(
-  dinp: Floats | null,
-  dweight: Floats,
+  dx: Floats | null,
+  dw: Floats,
   dbias: Floats | null,
-  dout: Floats,
-  inp: Floats,
-  weight: Floats,
+  dh: Floats,
+  x: Floats,
+  w: Floats,
   B: number,
   nIn: number,
   nOut: number,
 ): void {
-  if (dinp) {
-    for (let b = 0; b < B; b++) {
+  if (dx) {
+    for (let r = 0; r < B; r++) {
       for (let i = 0; i < nIn; i++) {
         let acc = 0;
-        for (let o = 0; o < nOut; o++) acc += dout[b * nOut + o] * weight[i * nOut + o];
-        dinp[b * nIn + i] = acc;
+        for (let o = 0; o < nOut; o++) acc += dh[r * nOut + o] * w[i * nOut + o];
+        dx[r * nIn + i] = acc;
       }
     }
   }
   for (let i = 0; i < nIn; i++) {
     for (let o = 0; o < nOut; o++) {
       let acc = 0;
-      for (let b = 0; b < B; b++) acc += inp[b * nIn + i] * dout[b * nOut + o];
-      dweight[i * nOut + o] = acc;
+      for (let r = 0; r < B; r++) acc += x[r * nIn + i] * dh[r * nOut + o];
+      dw[i * nOut + o] = acc;
     }
   }
   if (dbias) {
     for (let o = 0; o < nOut; o++) {
       let acc = 0;
-      for (let b = 0; b < B; b++) acc += dout[b * nOut + o];
+      for (let r = 0; r < B; r++) acc += dh[r * nOut + o];
       dbias[o] = acc;
     }
   }

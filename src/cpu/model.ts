@@ -21,18 +21,22 @@ import { type Moments, momentsOf, type Snapshot } from "../diagnostics.ts";
 
 export type Mode = "train" | "eval";
 
-/** What one layer keeps from forward for backward. All [B, nOut] except the statistics. */
+/**
+ * What one layer keeps from forward for backward, named as in shaders/ and src/gpu/: x is the
+ * layer's input, h = x @ W (+ b), y = BatchNorm(h), t = tanh(y) (or y, or h) its output. All
+ * [B, nOut] except x [B, nIn] and the statistics [nOut].
+ */
 export interface LayerCache {
-  inp: Floats; // [B, nIn]: the previous layer's output (or the embedding)
+  x: Floats; // the previous layer's t (or the embedding's output)
   h: Floats; // linear output
   xhat: Floats; // normalized h (BatchNorm layers)
-  mean: Floats; // [nOut] batch statistics
+  mean: Floats; // batch statistics
   variance: Floats;
   invstd: Floats;
   y: Floats; // BatchNorm output
-  out: Floats; // what the next layer sees: tanh(y), y, or h
+  t: Floats; // what the next layer sees: tanh(y), y, or h
   dh: Floats; // after backward: the gradient of the loss w.r.t. h
-  dout: Floats; // after backward: the gradient of the loss w.r.t. out
+  dt: Floats; // after backward: the gradient of the loss w.r.t. t
 }
 
 function alloc(like: Floats, n: number): Floats {
@@ -74,22 +78,22 @@ export class CpuModel {
     const p = this.params;
     const { blockSize, nEmbd, vocabSize } = this.config;
     this.#x0 = alloc(p, B * blockSize * nEmbd);
-    let inp = this.#x0;
+    let x = this.#x0;
     this.#caches = this.layout.layers.map((l: LayerSpec) => {
       const c: LayerCache = {
-        inp,
+        x,
         h: alloc(p, B * l.nOut),
         xhat: alloc(p, l.bn ? B * l.nOut : 0),
         mean: alloc(p, l.nOut),
         variance: alloc(p, l.nOut),
         invstd: alloc(p, l.nOut),
         y: alloc(p, l.bn ? B * l.nOut : 0),
-        out: alloc(p, 0),
+        t: alloc(p, 0),
         dh: alloc(p, B * l.nOut),
-        dout: alloc(p, B * l.nOut),
+        dt: alloc(p, B * l.nOut),
       };
-      c.out = l.tanh ? alloc(p, B * l.nOut) : l.bn ? c.y : c.h;
-      inp = c.out;
+      c.t = l.tanh ? alloc(p, B * l.nOut) : l.bn ? c.y : c.h;
+      x = c.t;
       return c;
     });
     this.#probs = alloc(p, B * vocabSize);
@@ -125,7 +129,7 @@ export class CpuModel {
       const l = this.layout.layers[i];
       const c = this.#caches[i];
       const bias = l.bias ? view(p, l.bias) : null;
-      linearForward(c.h, c.inp, view(p, l.weight), bias, B, l.nIn, l.nOut);
+      linearForward(c.h, c.x, view(p, l.weight), bias, B, l.nIn, l.nOut);
       if (i === stopAfterLinear) return c.h;
       if (l.bn) {
         const [gamma, beta] = [view(p, l.bn.gamma), view(p, l.bn.beta)];
@@ -149,9 +153,9 @@ export class CpuModel {
           batchnormInference(c.y, c.h, gamma, beta, runMean, runVar, B, l.nOut, config.bnEps);
         }
       }
-      if (l.tanh) tanhForward(c.out, l.bn ? c.y : c.h, B * l.nOut);
+      if (l.tanh) tanhForward(c.t, l.bn ? c.y : c.h, B * l.nOut);
     }
-    return this.#caches.at(-1)!.out;
+    return this.#caches.at(-1)!.t;
   }
 
   /** The mean cross-entropy of a batch; keeps what backward needs. */
@@ -164,24 +168,25 @@ export class CpuModel {
   backward(targets: Int32Array): void {
     const { params: p, grads: g, config } = this;
     const B = this.#B;
-    let dout = this.#dlogits;
-    crossEntropyBackward(dout, this.#probs, targets, B, config.vocabSize);
+    // The gradient w.r.t. the current layer's output t, from the loss down.
+    let dt = this.#dlogits;
+    crossEntropyBackward(dt, this.#probs, targets, B, config.vocabSize);
     for (let i = this.layout.layers.length - 1; i >= 0; i--) {
       const l = this.layout.layers[i];
       const c = this.#caches[i];
       const n = B * l.nOut;
-      c.dout.set(dout);
+      c.dt.set(dt);
+      let dy = dt;
       if (l.tanh) {
-        const dy = alloc(p, n);
-        tanhBackward(dy, dout, c.out, n);
-        dout = dy;
+        dy = alloc(p, n);
+        tanhBackward(dy, dt, c.t, n);
       }
       if (l.bn) {
         batchnormBackward(
           c.dh,
           view(g, l.bn.gamma),
           view(g, l.bn.beta),
-          dout,
+          dy,
           c.xhat,
           c.invstd,
           view(p, l.bn.gamma),
@@ -189,28 +194,17 @@ export class CpuModel {
           l.nOut,
         );
       } else {
-        c.dh.set(dout);
+        c.dh.set(dy);
       }
-      dout = c.dh;
-      const dinp = i === 0 ? this.#dx0 : alloc(p, B * l.nIn);
+      const dx = i === 0 ? this.#dx0 : alloc(p, B * l.nIn);
       const dbias = l.bias ? view(g, l.bias) : null;
-      linearBackward(
-        dinp,
-        view(g, l.weight),
-        dbias,
-        dout,
-        c.inp,
-        view(p, l.weight),
-        B,
-        l.nIn,
-        l.nOut,
-      );
-      dout = dinp;
+      linearBackward(dx, view(g, l.weight), dbias, c.dh, c.x, view(p, l.weight), B, l.nIn, l.nOut);
+      dt = dx;
     }
     const emb = this.layout.embedding;
     embeddingBackward(
       view(g, emb),
-      dout,
+      dt,
       this.#ctx,
       this.#ctx.length,
       config.nEmbd,
@@ -275,8 +269,8 @@ export class CpuModel {
       tanh: this.layout.layers.flatMap((l, i) =>
         l.tanh
           ? [{
-            t: Float32Array.from(this.#caches[i].out),
-            dt: Float32Array.from(this.#caches[i].dout),
+            t: Float32Array.from(this.#caches[i].t),
+            dt: Float32Array.from(this.#caches[i].dt),
           }]
           : []
       ),

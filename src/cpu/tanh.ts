@@ -2,11 +2,11 @@
 
 import type { Floats } from "./types.ts";
 
-export function tanhForward(out: Floats, inp: Floats, n: number): void {
-  for (let i = 0; i < n; i++) out[i] = Math.tanh(inp[i]);
+export function tanhForward(t: Floats, y: Floats, n: number): void {
+  for (let i = 0; i < n; i++) t[i] = Math.tanh(y[i]);
 }
 
-/** d tanh(x)/dx = 1 - tanh(x)^2, from the forward output, so x need not be kept. */
-export function tanhBackward(dinp: Floats, dout: Floats, out: Floats, n: number): void {
-  for (let i = 0; i < n; i++) dinp[i] = dout[i] * (1 - out[i] * out[i]);
+/** d tanh(y)/dy = 1 - tanh(y)^2, from the forward output t, so y need not be kept. */
+export function tanhBackward(dy: Floats, dt: Floats, t: Floats, n: number): void {
+  for (let i = 0; i < n; i++) dy[i] = dt[i] * (1 - t[i] * t[i]);
 }

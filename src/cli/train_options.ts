@@ -1,0 +1,241 @@
+/**
+ * The training flags, and how they resolve over a preset (or, with --resume, over the
+ * checkpoint's settings) into RunOptions. Shared by `deno task train` and the tools that run
+ * trainings (sweeps, experiments).
+ */
+
+import { KERNEL_CHOICES } from "../backend.ts";
+import { loadCheckpoint } from "../files.ts";
+import { LIMITS, type ModelConfig, type PresetName, PRESETS, type TrainConfig } from "../model.ts";
+import type { RunOptions } from "../run.ts";
+import { DEFAULT_SCHEDULE } from "../schedule.ts";
+import { CHECKPOINT_FILE, DIAGNOSTICS_FILE, LOG_FILE, RUN_FILE } from "../run_dir.ts";
+import { UserError } from "../errors.ts";
+import { type FlagGroups, UsageError, type Values } from "./flags.ts";
+
+const seed = PRESETS.seed;
+/** The data trained on without --data (or, resumed, the run's own). */
+export const DEFAULT_DATA = "data/names.txt";
+
+export const TRAIN_FLAGS = {
+  "Data and output": {
+    data: { kind: "string", arg: "FILE", help: "one item per line", shown: DEFAULT_DATA },
+    out: {
+      kind: "string",
+      arg: "DIR",
+      help: `the run directory: ${CHECKPOINT_FILE}, ${RUN_FILE}, ${LOG_FILE}, ` +
+        `${DIAGNOSTICS_FILE}, figures (.png, .svg), report.html`,
+      default: "out",
+    },
+    resume: { kind: "bool", help: "continue the run in --out from its checkpoint" },
+    overwrite: { kind: "bool", help: "replace the run in --out (its files are deleted first)" },
+  },
+  "Model (defaults from --preset)": {
+    preset: {
+      kind: "choice",
+      arg: "NAME",
+      choices: Object.keys(PRESETS),
+      help: Object.entries(PRESETS).map(([n, p]) => `${n}: ${p.description};`).join(" "),
+      shown: "seed",
+    },
+    "block-size": {
+      kind: "int",
+      arg: "N",
+      ...LIMITS.blockSize,
+      help: "characters of context",
+      shown: `${seed.model.blockSize}`,
+    },
+    embd: {
+      kind: "int",
+      arg: "N",
+      ...LIMITS.nEmbd,
+      help: "embedding dimensions per character",
+      shown: `${seed.model.nEmbd}`,
+    },
+    hidden: {
+      kind: "int",
+      arg: "N",
+      ...LIMITS.nHidden,
+      help: "units per hidden block",
+      shown: `${seed.model.nHidden}`,
+    },
+    layers: {
+      kind: "int",
+      arg: "N",
+      ...LIMITS.nLayers,
+      help: "hidden blocks, each Linear -> BatchNorm1d -> tanh",
+      shown: `seed: ${seed.model.nLayers}, lecture: ${PRESETS.lecture.model.nLayers}`,
+    },
+  },
+  "Training (defaults from --preset)": {
+    steps: {
+      kind: "int",
+      arg: "N",
+      ...LIMITS.steps,
+      help: "SGD steps",
+      shown: `${seed.train.steps}`,
+    },
+    "batch-size": {
+      kind: "int",
+      arg: "N",
+      ...LIMITS.batchSize,
+      help: "examples per step",
+      shown: `${seed.train.batchSize}`,
+    },
+    lr: {
+      kind: "float",
+      arg: "X",
+      min: Number.MIN_VALUE,
+      help: "learning rate",
+      shown: `${seed.train.lr}`,
+    },
+    "lr-final": {
+      kind: "float",
+      arg: "X",
+      min: 0,
+      help: "learning rate from --decay-at on",
+      shown: `${seed.train.lrFinal}`,
+    },
+    "decay-at": {
+      kind: "int",
+      arg: "N",
+      min: 0,
+      help: "step of the learning-rate decay",
+      shown: `seed: ${seed.train.decayAt}, lecture: ${PRESETS.lecture.train.decayAt}`,
+    },
+    seed: {
+      kind: "int",
+      arg: "N",
+      min: 0,
+      max: 0xffffffff,
+      help: "seeds the split, the initialization and the batches",
+      shown: "42",
+    },
+    backend: {
+      kind: "choice",
+      arg: "NAME",
+      choices: ["webgpu", "cpu"],
+      help: "webgpu, or cpu (the TypeScript reference: slow)",
+      default: "webgpu",
+    },
+    kernels: {
+      kind: "choice",
+      arg: "NAME",
+      choices: KERNEL_CHOICES,
+      help: "the WebGPU kernel family: auto picks by the adapter",
+      default: "auto",
+    },
+    "no-calibrate": {
+      kind: "bool",
+      help: "keep the running BatchNorm statistics instead of recomputing them over the " +
+        "training split after training",
+    },
+  },
+  "Reporting (defaults; a resumed run keeps its own)": {
+    "eval-every": {
+      kind: "int",
+      arg: "N",
+      min: 0,
+      help: "val loss every N steps; 0: only at the end",
+      shown: `${DEFAULT_SCHEDULE.evalEvery}`,
+    },
+    "diag-every": {
+      kind: "int",
+      arg: "N",
+      min: 0,
+      help: "diagnostics snapshots (activations, gradients) every N steps, besides steps 1, " +
+        "1000 and the last; 0: only those",
+      shown: `${DEFAULT_SCHEDULE.diagEvery}`,
+    },
+    "no-diagnostics": { kind: "bool", help: "collect no diagnostics (update ratios, snapshots)" },
+    "no-plots": { kind: "bool", help: "draw no figures (deno task plot draws them later)" },
+    "checkpoint-every": {
+      kind: "int",
+      arg: "N",
+      min: 1,
+      help: "checkpoint every N steps, and always at the end",
+      shown: `${DEFAULT_SCHEDULE.checkpointEvery}`,
+    },
+    samples: {
+      kind: "int",
+      arg: "N",
+      min: 0,
+      max: 1000,
+      help: "names to sample at the end",
+      shown: `${DEFAULT_SCHEDULE.samples}`,
+    },
+    json: { kind: "bool", help: "one JSON object per progress line" },
+    quiet: { kind: "bool", help: "only the final report" },
+  },
+} as const satisfies FlagGroups;
+
+export type TrainValues = Values<typeof TRAIN_FLAGS>;
+
+/** Flags over the preset's (or, with --resume, the checkpoint's) settings. */
+export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
+  const out = values.out;
+  let model: Omit<ModelConfig, "vocabSize">;
+  let train: TrainConfig;
+  let seedValue = 42;
+  let schedule = DEFAULT_SCHEDULE;
+  let data: string | undefined = values.data;
+  if (values.resume && values.overwrite) {
+    throw new UsageError("--resume continues the run in --out; --overwrite replaces it: not both");
+  }
+  if (values.resume) {
+    if (values.preset) throw new UsageError("--preset cannot change a resumed run");
+    const ck = await loadCheckpoint(`${out}/${CHECKPOINT_FILE}`).catch((e) => {
+      if (e instanceof UserError && /no such checkpoint/.test(e.message)) {
+        throw new UserError(`--resume: no checkpoint in ${out}/ (start a run without --resume)`);
+      }
+      throw e;
+    });
+    const { vocabSize: _, ...rest } = ck.config;
+    model = rest;
+    train = ck.state.train;
+    seedValue = ck.state.seed;
+    schedule = ck.state.schedule;
+    if (data === undefined) {
+      data = ck.state.data.path;
+      const found = await Deno.stat(data).then(() => true, () => false);
+      if (!found) {
+        throw new UserError(
+          `--resume: the run's data file ${data} is not there any more; give it with --data FILE`,
+        );
+      }
+    }
+  } else {
+    ({ model, train } = PRESETS[(values.preset ?? "seed") as PresetName]);
+  }
+  return {
+    dataPath: data ?? DEFAULT_DATA,
+    outDir: values.out,
+    model: {
+      ...model,
+      blockSize: values["block-size"] ?? model.blockSize,
+      nEmbd: values.embd ?? model.nEmbd,
+      nHidden: values.hidden ?? model.nHidden,
+      nLayers: values.layers ?? model.nLayers,
+    },
+    train: {
+      steps: values.steps ?? train.steps,
+      batchSize: values["batch-size"] ?? train.batchSize,
+      lr: values.lr ?? train.lr,
+      lrFinal: values["lr-final"] ?? train.lrFinal,
+      decayAt: values["decay-at"] ?? train.decayAt,
+    },
+    seed: values.seed ?? seedValue,
+    backend: values.backend as RunOptions["backend"],
+    kernels: values.kernels as RunOptions["kernels"],
+    mode: values.resume ? "resume" : values.overwrite ? "overwrite" : "new",
+    schedule: {
+      evalEvery: values["eval-every"] ?? schedule.evalEvery,
+      checkpointEvery: values["checkpoint-every"] ?? schedule.checkpointEvery,
+      calibrate: !values["no-calibrate"] && schedule.calibrate,
+      logEvery: schedule.logEvery,
+      samples: values.samples ?? schedule.samples,
+      diagnostics: !values["no-diagnostics"] && schedule.diagnostics,
+      diagEvery: values["diag-every"] ?? schedule.diagEvery,
+    },
+  };
+}

@@ -1,0 +1,59 @@
+/** The WebGPU kernels as a backend: a device and a GpuModel on it, destroyed together. */
+
+import type { Backend, BackendOptions, ChunkDiagnostics } from "../backend.ts";
+import type { Examples } from "../data.ts";
+import { describeAdapter, openGpu } from "./device.ts";
+import { GpuModel } from "./model.ts";
+import { DIAG_SLOTS } from "./plan.ts";
+
+/** Steps per chunk: one submit and one readback (~12 ms on llvmpipe) per this many steps. */
+const CHUNK_STEPS = 250;
+
+class GpuBackend implements Backend {
+  readonly kind = "webgpu";
+  readonly diagSlots = DIAG_SLOTS;
+  constructor(readonly adapter: string, readonly model: GpuModel) {}
+  get kernels() {
+    return this.model.family.name;
+  }
+  get chunkSteps() {
+    return this.model.chunkSteps;
+  }
+  setParams(params: Float32Array, buffers: Float32Array) {
+    this.model.setParams(params, buffers);
+  }
+  getParams() {
+    return this.model.getParams();
+  }
+  trainChunk(batches: Int32Array<ArrayBuffer>, lrs: ArrayLike<number>, diag?: ChunkDiagnostics) {
+    return this.model.trainChunk(batches, lrs, diag);
+  }
+  snapshot(step: number) {
+    return this.model.snapshot(step);
+  }
+  evaluate(ex: Examples) {
+    return this.model.evaluate(ex);
+  }
+  calibrate(ex: Examples, signal?: AbortSignal) {
+    return this.model.calibrate(ex, signal);
+  }
+  destroy() {
+    this.model.destroy();
+    this.model.device.destroy();
+  }
+}
+
+export async function openGpuBackend(opts: BackendOptions): Promise<Backend> {
+  const gpu = await openGpu();
+  try {
+    const model = await GpuModel.create(gpu, opts.config, {
+      batchSize: opts.batchSize,
+      chunkSteps: CHUNK_STEPS,
+      family: opts.kernels === "auto" ? undefined : opts.kernels,
+    });
+    return new GpuBackend(describeAdapter(gpu.adapter), model);
+  } catch (e) {
+    gpu.device.destroy();
+    throw e;
+  }
+}

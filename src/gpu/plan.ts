@@ -1,0 +1,319 @@
+/**
+ * Where everything lives on the GPU, as pure functions of the model, the kernel family and the
+ * pass sizes (testable without a GPU): the regions of the activation and gradient buffers, each
+ * op's uniform values, the layout of the buffer the host reads back, and the largest pass the
+ * kernels take.
+ *
+ * Buffers (shaders/common.wgsl has the memory model):
+ * - two copies of the parameters and running statistics (P, Pn), which swap every step;
+ * - two activation and two gradient buffers: layer l (0 = the first hidden layer) keeps its
+ *   values in those of parity l % 2, the embedding ("layer -1") in those of parity 1;
+ * - D, the token ids of a chunk's batches or of an evaluation's passes;
+ * - Host, what is read back: the losses, DIAG_SLOTS blocks of moments, one snapshot.
+ */
+
+import { UserError } from "../errors.ts";
+import { type LayerSpec, type ModelConfig, type ModelLayout, modelLayout } from "../model.ts";
+import { C, type OpValues } from "./abi.ts";
+import type { Dispatch, KernelFamily } from "./family.ts";
+import { type GpuLayouts, gpuLayouts, roundUp4 } from "./layout.ts";
+
+/** Steps of one chunk that may collect moments (diagnostics). */
+export const DIAG_SLOTS = 8;
+/** Evaluation passes encoded per submit. */
+export const EVAL_PASSES = 16;
+/** llvmpipe stops the loops of an invocation after this many iterations (src/gpu/software.ts). */
+export const LLVMPIPE_LOOP_CAP = 65_536;
+
+/** Region offsets (in vec4) of one activation or gradient buffer. */
+class Regions {
+  size = 0;
+  /** Windows are bound at region starts: align them to the 256-byte offset alignment. */
+  take(quads: number): number {
+    const at = this.size;
+    this.size += Math.ceil(quads / 16) * 16;
+    return at;
+  }
+}
+
+/** Where the activations and gradients live: vec4 offsets in the buffers of each parity. */
+export interface ActivationRegions {
+  /** The size of each parity's activation and gradient buffer, in vec4. */
+  readonly actQuads: readonly [number, number];
+  readonly gradQuads: readonly [number, number];
+  /** The embedding's output x0 = the first layer's input, and its gradient. */
+  readonly x0: number;
+  readonly dx0: number;
+  /** Per layer: h, t and the batch statistics (activations), dh (gradients). */
+  readonly h: readonly number[];
+  readonly t: readonly number[];
+  readonly stats: readonly number[];
+  readonly dh: readonly number[];
+  /** vec4 per row of the pass, over all the buffers (for the binding-size limit). */
+  readonly perRow: number;
+}
+
+export function activationRegions(config: ModelConfig, rows: number): ActivationRegions {
+  const act = [new Regions(), new Regions()];
+  const grad = [new Regions(), new Regions()];
+  const inQ0 = roundUp4(config.blockSize * config.nEmbd) / 4;
+  const x0 = act[1].take(rows * inQ0);
+  const dx0 = grad[1].take(rows * inQ0);
+  let perRow = 2 * inQ0;
+  const h: number[] = [];
+  const t: number[] = [];
+  const stats: number[] = [];
+  const dh: number[] = [];
+  modelLayout(config).layers.forEach((l, i) => {
+    const outQ = roundUp4(l.nOut) / 4;
+    h.push(act[i % 2].take(rows * outQ));
+    t.push(act[i % 2].take(rows * outQ));
+    stats.push(act[i % 2].take(2 * outQ));
+    dh.push(grad[i % 2].take(rows * outQ));
+    perRow += 3 * outQ;
+  });
+  return {
+    actQuads: [act[0].size, act[1].size],
+    gradQuads: [grad[0].size, grad[1].size],
+    x0,
+    dx0,
+    h,
+    t,
+    stats,
+    dh,
+    perRow: perRow + 64,
+  };
+}
+
+/** The layout of Host: where the losses, each step's moments and the snapshot go (floats). */
+export interface HostLayout {
+  /** Floats of one step's moments, and where the DIAG_SLOTS blocks of them start. */
+  readonly momentsSize: number;
+  readonly momentsAt: number;
+  /** The snapshot: the embedding's gradient, then per layer its weight gradient and dt. */
+  readonly snapAt: number;
+  readonly snapSize: number;
+  readonly floats: number;
+}
+
+export interface PlanOptions {
+  /** Rows of one training batch. */
+  readonly batchSize: number;
+  /** Training steps per chunk (one submit, one readback). */
+  readonly chunkSteps: number;
+  /** Rows per evaluation pass asked for (fewer if the kernels' limit is lower). */
+  readonly evalRows?: number;
+  /** The device's maxStorageBufferBindingSize. */
+  readonly maxBindingBytes: number;
+  /** The adapter's loop limit per invocation (LLVMPIPE_LOOP_CAP), or none. */
+  readonly loopCap?: number;
+}
+
+export interface Plan {
+  readonly config: ModelConfig;
+  readonly layout: ModelLayout;
+  /** The hidden layers, then the output layer. */
+  readonly layers: readonly LayerSpec[];
+  readonly tensors: GpuLayouts;
+  readonly family: KernelFamily;
+  readonly batchSize: number;
+  readonly chunkSteps: number;
+  readonly evalRows: number;
+  /** The most rows of one pass: the kernels' loop limit and the binding size. */
+  readonly maxRows: number;
+  readonly regions: ActivationRegions;
+  /** The uniforms: the embedding (0), each layer (l + 1), the loss (the output layer's op). */
+  readonly ops: readonly OpValues[];
+  readonly host: HostLayout;
+  /** Ints in D: a chunk of batches, or EVAL_PASSES passes. */
+  readonly dataInts: number;
+  /** Step uniforms: one per step of a chunk, or per evaluation pass. */
+  readonly stepSlots: number;
+}
+
+/** Each op's uniform values, with the Host offsets of its diagnostics. */
+function opValues(
+  config: ModelConfig,
+  layout: ModelLayout,
+  tensors: GpuLayouts,
+  family: KernelFamily,
+  regions: ActivationRegions,
+  batchSize: number,
+): { ops: OpValues[]; momentsSize: number; snapSize: number } {
+  const { blockSize: T, nEmbd: E, vocabSize: V } = config;
+  const P = tensors.params;
+  // The running statistics follow the parameters in the same buffer.
+  const run = (name: string) => P.size / 4 + tensors.running.quad(name);
+  const zero: OpValues = {
+    index: C.NONE,
+    flags: 0,
+    n_in: 0,
+    n_out: 0,
+    in_q: 0,
+    out_q: 0,
+    x: 0,
+    h: 0,
+    t: 0,
+    dh: 0,
+    stats: 0,
+    w: 0,
+    bias: 0,
+    gamma: 0,
+    beta: 0,
+    run_mean: 0,
+    run_var: 0,
+    dw_groups: 0,
+    momentum: config.bnMomentum,
+    eps: config.bnEps,
+    embd: E,
+    block: T,
+    vocab: V,
+    diag: 0,
+    snap_w: 0,
+    snap_dt: C.NONE,
+  };
+  // Diagnostics in Host: each op's moment partials, and in a snapshot each weight gradient
+  // (padded as W: [4 in_q][4 out_q]) and each tanh layer's dt (padded: [batch][4 out_q]).
+  let moments = family.embeddingMomentFloats(V, E);
+  let snap = roundUp4(V * E);
+  const ops: OpValues[] = [{
+    ...zero,
+    n_out: T * E,
+    out_q: roundUp4(T * E) / 4,
+    t: regions.x0,
+    dh: regions.dx0,
+    w: P.quad(layout.embedding.name),
+  }];
+  layout.layers.forEach((l, i) => {
+    const inQ = roundUp4(l.nIn) / 4;
+    const outQ = roundUp4(l.nOut) / 4;
+    const shape = family.layerShape(inQ, outQ);
+    const flags = (l.bias ? C.HAS_BIAS : 0) | (l.bn ? C.HAS_BN : 0) | (l.tanh ? C.HAS_TANH : 0);
+    const snapW = snap;
+    snap += 16 * inQ * outQ;
+    const snapDt = l.tanh ? snap : C.NONE;
+    if (l.tanh) snap += batchSize * 4 * outQ;
+    ops.push({
+      ...zero,
+      index: i,
+      flags,
+      n_in: l.nIn,
+      n_out: l.nOut,
+      in_q: inQ,
+      out_q: outQ,
+      x: i === 0 ? regions.x0 : regions.t[i - 1],
+      h: regions.h[i],
+      t: regions.t[i],
+      dh: regions.dh[i],
+      stats: regions.stats[i],
+      bias: l.bias ? P.quad(l.bias.name) : 0,
+      gamma: l.bn ? P.quad(l.bn.gamma.name) : 0,
+      beta: l.bn ? P.quad(l.bn.beta.name) : 0,
+      run_mean: l.bn ? run(l.bn.runMean.name) : 0,
+      run_var: l.bn ? run(l.bn.runVar.name) : 0,
+      dw_groups: shape.dwGroups,
+      diag: moments,
+      snap_w: snapW,
+      snap_dt: snapDt,
+    });
+    moments += shape.momentFloats;
+  });
+  ops.push(ops[ops.length - 1]); // the loss runs with the output layer's uniforms
+  return { ops, momentsSize: moments, snapSize: snap };
+}
+
+/** Every dispatch a pass of `rows` rows may make: a training step (with or without DIAG) and
+ * the evaluation and calibration passes. */
+export function allDispatches(plan: Plan, rows: number): Dispatch[] {
+  const f = plan.family;
+  const at = { ...plan, batchSize: rows };
+  const list = [
+    ...f.forward(at, rows, true),
+    f.loss(at, rows, true).dispatch,
+    ...f.backward(at, false),
+    ...f.backward(at, true),
+    ...f.forward(at, rows, false),
+    f.loss(at, rows, false).dispatch,
+  ];
+  plan.layers.forEach((l, i) => {
+    if (l.bn) list.push(...f.forward(at, rows, false, i));
+  });
+  return list;
+}
+
+/**
+ * The most rows a pass may have: within the adapter's loop limit for every dispatch (the
+ * iterations grow with the rows, so the largest row count that passes is found by bisection),
+ * and with every activation within one storage binding.
+ */
+function rowLimit(shape: Plan, loopCap: number | undefined, maxBindingBytes: number): number {
+  const memory = Math.floor(maxBindingBytes / 16 / shape.regions.perRow);
+  if (loopCap === undefined) return memory;
+  const fits = (rows: number) =>
+    allDispatches(shape, rows).every((d) => shape.family.iterations(shape, d) <= loopCap);
+  let lo = 0;
+  let hi = memory;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** The largest batch a kernel family takes for this model, under these limits. */
+export function maxBatch(
+  config: ModelConfig,
+  family: KernelFamily,
+  limits: { maxBindingBytes: number; loopCap?: number },
+): number {
+  return planModel(config, family, { batchSize: 2, chunkSteps: 1, ...limits }).maxRows;
+}
+
+export function planModel(config: ModelConfig, family: KernelFamily, opts: PlanOptions): Plan {
+  const layout = modelLayout(config);
+  const tensors = gpuLayouts(layout);
+  const shapeOf = (rows: number, batchSize: number, evalRows: number): Plan => {
+    const regions = activationRegions(config, rows);
+    const values = opValues(config, layout, tensors, family, regions, batchSize);
+    const momentsAt = Math.max(opts.chunkSteps, EVAL_PASSES * family.maxLossGroups);
+    const snapAt = momentsAt + DIAG_SLOTS * values.momentsSize;
+    return {
+      config,
+      layout,
+      layers: layout.layers,
+      tensors,
+      family,
+      batchSize,
+      chunkSteps: opts.chunkSteps,
+      evalRows,
+      maxRows: rows,
+      regions,
+      ops: values.ops,
+      host: {
+        momentsSize: values.momentsSize,
+        momentsAt,
+        snapAt,
+        snapSize: values.snapSize,
+        floats: snapAt + values.snapSize,
+      },
+      dataInts: Math.max(
+        opts.chunkSteps * batchSize * (config.blockSize + 1),
+        EVAL_PASSES * evalRows * (config.blockSize + 1),
+      ),
+      stepSlots: Math.max(opts.chunkSteps, EVAL_PASSES),
+    };
+  };
+  const most = rowLimit(shapeOf(1, 1, 1), opts.loopCap, opts.maxBindingBytes);
+  if (opts.batchSize > most) {
+    throw new UserError(
+      `a batch of ${opts.batchSize} rows is more than the ${family.name} kernels take for ` +
+        `this model on this adapter (at most ${most}: ${
+          opts.loopCap ? `its loops stop after ${opts.loopCap} iterations` : "memory"
+        })`,
+    );
+  }
+  const evalRows = Math.max(1, Math.min(opts.evalRows ?? 2048, most));
+  const plan = shapeOf(Math.max(opts.batchSize, evalRows), opts.batchSize, evalRows);
+  return { ...plan, maxRows: most };
+}

@@ -1,0 +1,216 @@
+/**
+ * The `software` kernel family (shaders/embedding.wgsl, linear.wgsl, cross_entropy.wgsl),
+ * shaped for CPU rasterizers such as Mesa's llvmpipe, where a dispatch costs 20-40 us and a
+ * storage-buffer load several times a texel fetch: a step is 2 (H + 1) + 3 dispatches for H
+ * hidden blocks (15 for `seed`, 7 for `lecture`), each fusing everything that can share a pass
+ * over the same columns; workgroups are one 8-lane SIMD group; an invocation loops over many
+ * rows so that each weight texel it loads serves all of them.
+ *
+ * A training step:
+ *   embedding_forward; linear_forward per layer (BatchNorm and tanh fused); cross_entropy
+ *   (the loss, its gradient, the output BatchNorm's backward); linear_backward per layer, last
+ *   first (dW with SGD, and dx with the previous layer's tanh and BatchNorm backward fused);
+ *   embedding_backward (with SGD).
+ *
+ * `iterations` mirrors each kernel's loops, as llvmpipe counts them against its limit of
+ * 65,536 per invocation (every iteration of every loop, plus one exit test per loop entered,
+ * all loops of the invocation together; measured with a probe kernel, 2026-11-29). Loops over
+ * a literal bound of 4 are unrolled before the count and cost nothing; loops over the tile
+ * constants are counted (measured: linear_forward at 1,024 x 50 vec4 was exact, 1,200 x 50 not).
+ */
+
+import { C, constant } from "./abi.ts";
+import { type Dispatch, type EntryPoint, type KernelFamily, loop } from "./family.ts";
+import type { Plan } from "./plan.ts";
+
+const RB = 16; // rows per invocation in linear_forward and the input gradient
+const RK = 16; // rows of W per invocation in the weight gradient (a multiple of 4)
+const WX = 8; // adjacent vec4 columns per workgroup
+const WY = 1; // row groups per workgroup: one SIMD group, no barriers to wait at
+const CE_WG = 64; // cross_entropy's workgroup
+const CE_MAX_GROUPS = 16; // the most workgroups of an evaluation pass's cross_entropy
+const EMBED_WG = 64; // embedding_forward: positions per workgroup
+const EMBED_TOKENS = 8; // embedding_backward: tokens (lanes) per workgroup
+
+const CONSTANTS = {
+  RB: constant(RB, "linear: rows per invocation"),
+  RK: constant(RK, "linear: rows of W per invocation in the weight gradient"),
+  WX: constant(WX, "linear: adjacent vec4 columns per workgroup"),
+  WY: constant(WY, "linear: row groups per workgroup"),
+  CE_WG: constant(CE_WG, "cross_entropy: invocations per workgroup"),
+  EMBED_WG: constant(EMBED_WG, "embedding_forward: positions per workgroup"),
+  EMBED_TOKENS: constant(EMBED_TOKENS, "embedding_backward: tokens per workgroup"),
+};
+
+/** Variant names: WINDOWS reads the shared operand through uniform windows, DIAG collects. */
+const variants = (
+  name: string,
+  file: string,
+  entry: string,
+  invocations: number,
+  flags: readonly ("WINDOWS" | "DIAG")[],
+): [string, EntryPoint][] => {
+  const out: [string, EntryPoint][] = [];
+  const combos = flags.length === 2
+    ? [[0, 0], [1, 0], [0, 1], [1, 1]]
+    : flags.length
+    ? [[0], [1]]
+    : [[]];
+  for (const values of combos) {
+    const overrides = Object.fromEntries(flags.map((f, i) => [f, values[i]]));
+    const suffix = flags.map((f, i) => values[i] ? (f === "WINDOWS" ? "Windowed" : "Diag") : "")
+      .join("");
+    out.push([name + suffix, { file, entry, overrides, invocations }]);
+  }
+  return out;
+};
+
+const ENTRY_POINTS: Record<string, EntryPoint> = Object.fromEntries([
+  ...variants("embeddingForward", "embedding.wgsl", "embedding_forward", EMBED_WG, []),
+  ...variants("embeddingBackward", "embedding.wgsl", "embedding_backward", EMBED_TOKENS, [
+    "WINDOWS",
+    "DIAG",
+  ]),
+  ...variants("linearForward", "linear.wgsl", "linear_forward", WX * WY, ["WINDOWS"]),
+  ...variants("linearBackward", "linear.wgsl", "linear_backward", WX * WY, ["WINDOWS", "DIAG"]),
+  ...variants("crossEntropy", "cross_entropy.wgsl", "cross_entropy", CE_WG, []),
+]);
+
+const ceil = (a: number, b: number) => Math.ceil(a / b);
+
+/** Whether `rows` rows of `quads` vec4 fit one uniform window. */
+const fits = (rows: number, quads: number) => rows * quads <= C.WINDOW;
+
+/** Iterations of linear_forward's busiest invocation (lid.y = wg.y = 0). */
+function forwardIterations(plan: Plan, d: Dispatch): number {
+  const f = plan.ops[d.op];
+  const blocks = ceil(d.rows, d.groups[1] * WY * RB);
+  const rowLoop = (body: number) => loop(blocks) + blocks * body;
+  const n = rowLoop(loop(RB) + loop(f.in_q) + f.in_q * loop(RB) + loop(RB));
+  const bn = (f.flags & C.HAS_BN) !== 0;
+  if (!bn) return n + ((f.flags & C.HAS_TANH) ? rowLoop(loop(RB)) : 0);
+  // The batch statistics' loops, counted whether or not this pass measures them.
+  return n + 2 * loop(WY) + rowLoop(loop(RB)) + rowLoop(loop(RB));
+}
+
+/** Iterations of linear_backward: the longer of its weight-gradient and input-gradient roles. */
+function backwardIterations(plan: Plan, d: Dispatch, diag: boolean): number {
+  const f = plan.ops[d.op];
+  const prev = plan.ops[d.op - 1];
+  const dw = loop(RK) + loop(d.rows) + d.rows * loop(RK / 4) + loop(RK) + (diag ? loop(RK) : 0);
+  const blocks = ceil(d.rows, WY * RB);
+  const rowLoop = (body: number) => loop(blocks) + blocks * body;
+  let dx = rowLoop(
+    loop(RB) + loop(f.out_q) + f.out_q * loop(RB) + loop(RB) + (diag ? loop(RB) : 0),
+  );
+  const bn = (prev.flags & C.HAS_BN) !== 0;
+  if (bn || (prev.flags & C.HAS_TANH)) dx += rowLoop(loop(RB));
+  if (bn) dx += 2 * loop(WY) + rowLoop(loop(RB));
+  return Math.max(dw, dx);
+}
+
+function crossEntropyIterations(plan: Plan, d: Dispatch, train: boolean): number {
+  const f = plan.ops[d.op];
+  const perInvocation = ceil(d.rows, d.groups[0] * CE_WG);
+  let n = loop(perInvocation) + perInvocation * (train ? 3 : 2) * loop(f.out_q) +
+    loop(Math.log2(CE_WG));
+  if (train && (f.flags & C.HAS_BN)) {
+    const columns = ceil(f.out_q, CE_WG);
+    n += loop(columns) + columns * 2 * loop(d.rows);
+  }
+  return n;
+}
+
+export const software: KernelFamily = {
+  name: "software",
+  constants: CONSTANTS,
+  entryPoints: ENTRY_POINTS,
+  files: ["embedding.wgsl", "linear.wgsl", "cross_entropy.wgsl"],
+  maxLossGroups: CE_MAX_GROUPS,
+
+  layerShape(inQ, outQ) {
+    // linear_backward's weight gradient: one RK x 4 block of dW per invocation.
+    const dwGroups = ceil(4 * inQ, WY * RK) * ceil(outQ, WX);
+    return { dwGroups, momentFloats: dwGroups * WX * WY * 4 };
+  },
+
+  embeddingMomentFloats(vocab, embd) {
+    return vocab * embd * 4; // one vec4 of partial moments per table element
+  },
+
+  forward(plan, rows, train, upTo) {
+    const last = upTo ?? plan.layers.length - 1;
+    const list: Dispatch[] = [{
+      kernel: "embeddingForward",
+      op: 0,
+      groups: [ceil(rows * plan.config.blockSize, EMBED_WG), 1],
+      rows,
+      train,
+    }];
+    for (let i = 0; i <= last; i++) {
+      const f = plan.ops[i + 1];
+      // Batch statistics need every row in one workgroup; otherwise rows split over many.
+      const batchStats = (f.flags & C.HAS_BN) !== 0 && (train || i === upTo);
+      list.push({
+        kernel: fits(rows, f.in_q) ? "linearForwardWindowed" : "linearForward",
+        op: i + 1,
+        groups: [ceil(f.out_q, WX), batchStats ? 1 : ceil(rows, RB)],
+        rows,
+        train,
+      });
+    }
+    return list;
+  },
+
+  loss(plan, rows, train) {
+    const partials = train ? 1 : Math.min(CE_MAX_GROUPS, ceil(rows, CE_WG));
+    return {
+      dispatch: {
+        kernel: "crossEntropy",
+        op: plan.ops.length - 1,
+        groups: [partials, 1],
+        rows,
+        train,
+      },
+      partials,
+    };
+  },
+
+  backward(plan, diag) {
+    const rows = plan.batchSize;
+    const suffix = (windowed: boolean) => (windowed ? "Windowed" : "") + (diag ? "Diag" : "");
+    const list: Dispatch[] = [];
+    for (let i = plan.layers.length - 1; i >= 0; i--) {
+      const f = plan.ops[i + 1];
+      list.push({
+        kernel: "linearBackward" + suffix(fits(rows, f.in_q) && fits(rows, f.out_q)),
+        op: i + 1,
+        groups: [f.dw_groups + ceil(f.in_q, WX), 1],
+        rows,
+        train: true,
+      });
+    }
+    const { vocabSize, nEmbd } = plan.config;
+    list.push({
+      kernel: "embeddingBackward" + suffix(fits(rows, plan.ops[0].out_q)),
+      op: 0,
+      groups: [ceil(vocabSize, EMBED_TOKENS), ceil(nEmbd, 4)],
+      rows,
+      train: true,
+    });
+    return list;
+  },
+
+  iterations(plan, d) {
+    const diag = d.kernel.endsWith("Diag");
+    if (d.kernel.startsWith("linearForward")) return forwardIterations(plan, d);
+    if (d.kernel.startsWith("linearBackward")) return backwardIterations(plan, d, diag);
+    if (d.kernel === "crossEntropy") {
+      return crossEntropyIterations(plan, d, d.train);
+    }
+    const { blockSize, nEmbd } = plan.config;
+    if (d.kernel === "embeddingForward") return loop(nEmbd);
+    // embedding_backward: every position of the batch, for each of the lane's tokens.
+    return loop(d.rows) + d.rows * loop(blockSize);
+  },
+};
