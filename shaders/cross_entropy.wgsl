@@ -68,7 +68,12 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
 
   // Output BatchNorm backward, a column (vec4) per invocation: the gradient just written is the
   // gradient w.r.t. the BatchNorm's output; turn it into the gradient w.r.t. its input h.
-  storageBarrier(); // every invocation's rows of gradient are written and visible
+  // The hazard: a read after write across invocations. Above, invocation li wrote the gradient
+  // rows li, li + CE_WG, ...; below, it reads column q of *every* row, most of them written by
+  // other invocations. storageBarrier() makes all of the workgroup's storage writes visible to
+  // all of it, and waits for every invocation to get here. Without it the reads race the
+  // writes: llvmpipe cannot show it (it runs the workgroup's lanes in step), a GPU would.
+  storageBarrier();
   for (var q = li; q < op.out_q; q += CE_WG) {
     let mean = Out[op.stats + q];
     let invstd = bn_invstd(Out[op.stats + op.out_q + q], op.eps);
