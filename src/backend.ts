@@ -9,6 +9,7 @@ import type { Examples } from "./data.ts";
 import type { Moments, Snapshot } from "./diagnostics.ts";
 import { openCpuBackend } from "./cpu/backend.ts";
 import { openGpuBackend } from "./gpu/backend.ts";
+import type { GpuMessages } from "./gpu/device.ts";
 import type { ModelConfig } from "./model.ts";
 
 export type BackendKind = "webgpu" | "cpu";
@@ -60,6 +61,8 @@ export interface Backend {
    * aborts, it stops between passes, leaving the statistics partly set.
    */
   calibrate(ex: Examples, signal?: AbortSignal): Promise<void>;
+  /** Resolves, with the reason, if the device is lost (not when destroy() ends it). */
+  readonly lost?: Promise<string>;
   destroy(): void;
 }
 
@@ -68,6 +71,8 @@ export interface BackendOptions {
   readonly config: ModelConfig;
   readonly batchSize: number;
   readonly kernels?: KernelChoice;
+  /** What to say when there is no WebGPU or no adapter (default: Deno's advice). */
+  readonly messages?: GpuMessages;
 }
 
 /**

@@ -162,6 +162,38 @@ function ratioChart(d: Diagnostics): TopLevelSpec {
   };
 }
 
+/** Each weight's grad:data ratio (std of its gradient / std of its values) at every snapshot. */
+function gradDataChart(snapshots: readonly SnapshotSummary[]): TopLevelSpec {
+  const values = snapshots.flatMap((s) =>
+    s.weights.flatMap((w) =>
+      w.ratio > 0 && Number.isFinite(w.ratio)
+        ? [{ step: s.step, y: Math.log10(w.ratio), name: w.name }]
+        : []
+    )
+  );
+  return {
+    title: {
+      text: "Grad:data ratio: log10(std(grad) / std(weight)), at each snapshot",
+      fontSize: 16,
+    },
+    width: WIDTH,
+    height: 240,
+    data: { values },
+    mark: { type: "line", point: true, strokeWidth: 1.5 },
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "step" },
+      y: { field: "y", type: "quantitative", title: "log10 ratio" },
+      color: {
+        field: "name",
+        type: "nominal",
+        title: null,
+        sort: null,
+        legend: { labelLimit: 300 },
+      },
+    },
+  };
+}
+
 /** The figures of a run, as Vega-Lite specifications by file name (without extension). */
 export function figureSpecs(
   log: readonly LogEntry[],
@@ -173,6 +205,7 @@ export function figureSpecs(
   if (!diag) return figures;
   if (diag.updateRatios.steps.length) figures.set("update-ratio", ratioChart(diag));
   if (diag.snapshots.length === 0) return figures;
+  figures.set("grad-data", gradDataChart(diag.snapshots));
   // The first snapshot, the one at step 1000 (where the lecture draws these), and the last:
   // more would crowd the page (diagnostics.json has them all).
   const all = diag.snapshots;

@@ -1,22 +1,14 @@
 /**
- * Every WGSL kernel against the CPU reference (on llvmpipe in CI; in Chromium too, see
- * tests/browser_test.ts).
- *
- * One training step on the GPU writes each intermediate tensor from exactly one kernel: the
- * embedding output (embedding_forward), each layer's h, output t and batch statistics
- * (linear_forward), the loss and the output layer's dh (cross_entropy), each layer's dh and
- * the embedding's gradient (linear_backward), and the updated parameters (linear_backward,
- * cross_entropy and embedding_backward, with SGD fused). Reading them back and comparing with
- * the CPU reference's values for the same batch checks each kernel on its own, on shapes that
- * are multiples of nothing convenient.
- *
- * Tolerance: 1e-5 of each tensor's scale. Both sides round to float32; the longest sums here
- * have ~400 terms, whose accumulated rounding is ~sqrt(400) * 6e-8 ~ 1e-6.
+ * Every WGSL kernel against the CPU reference, on llvmpipe in CI (and in Chromium:
+ * tests/browser_test.ts runs the same checks, src/gpu/selftest.ts, inside a page): the
+ * intermediate tensors and updates of one training step on shapes that are multiples of
+ * nothing convenient; evaluation and calibration; the loop-limit guard; determinism.
  */
 
 import { CpuModel } from "../src/cpu/model.ts";
 import { UserError } from "../src/errors.ts";
 import { GpuModel } from "../src/gpu/model.ts";
+import { checkStep, type Comparison, KERNEL_CASES } from "../src/gpu/selftest.ts";
 import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
 import {
@@ -27,107 +19,26 @@ import {
   gpu,
   modelPair,
   randInts,
-  randomBatch,
 } from "./util.ts";
 
 const TOL = 1e-5;
 
-/** One training step on both sides; every intermediate tensor and every update compared. */
-async function checkStep(config: ModelConfig, B: number, label: string): Promise<void> {
-  await using m = await modelPair(config, { batchSize: B, chunkSteps: 1 });
-  const { ctx, targets, batch } = randomBatch(new Rng(4), config, B);
-  // A large learning rate makes the update, recovered as new - old parameter, precise.
-  const lr = 100;
-  const [loss] = (await m.gpu.trainChunk(batch, [lr])).losses;
-  const cpuLoss = m.cpu.forward(ctx, targets, "train");
-  m.cpu.backward(targets);
-
-  const acts = await m.gpu.readActivations(B);
-  const at = `${label}: `;
-  assertClose(at + "embedding_forward: x", acts.x0, m.cpu.embedding.x0, TOL);
-  const layers = m.gpu.layout.layers;
-  layers.forEach((l, i) => {
-    const c = m.cpu.caches[i];
-    const g = acts.layers[i];
-    assertClose(at + `linear_forward ${i}: h`, l.bn ? g.h : g.t, c.h, TOL);
-    assertClose(at + `linear_forward ${i}: t`, g.t, c.t, TOL);
-    if (l.bn) {
-      assertClose(at + `linear_forward ${i}: batch mean`, g.mean, c.mean, TOL);
-      assertClose(at + `linear_forward ${i}: batch variance`, g.variance, c.variance, TOL);
-    }
-    const by = i === layers.length - 1 ? "cross_entropy" : `linear_backward ${i + 1}`;
-    assertClose(at + `${by}: dh of layer ${i}`, g.dh, c.dh, TOL);
-  });
-  assertClose(at + "linear_backward 0: dx of the embedding", acts.dx0, m.cpu.embedding.dx0, TOL);
-  assertClose(at + "cross_entropy: loss", [loss], [cpuLoss], TOL);
-
-  const after = await m.gpu.getParams();
-  // Gradients that vanish analytically (a bias before a BatchNorm) are compared against the
-  // model's largest gradient instead of their own rounding noise.
-  const floor = 1e-3 * Array.from(m.cpu.grads).reduce((a, g) => Math.max(a, Math.abs(g)), 0);
-  for (const t of m.gpu.layout.params) {
-    const step = Float64Array.from(
-      { length: t.size },
-      (_, j) => (m.init.params[t.offset + j] - after.params[t.offset + j]) / lr,
-    );
-    assertClose(
-      at + `gradient and SGD of ${t.name}`,
-      step,
-      m.cpu.grads.subarray(t.offset, t.offset + t.size),
-      TOL,
-      floor,
-    );
-  }
-  for (const t of m.gpu.layout.buffers) {
-    assertClose(
-      at + `running ${t.name}`,
-      after.buffers.subarray(t.offset, t.offset + t.size),
-      Float32Array.from(m.cpu.buffers.subarray(t.offset, t.offset + t.size)),
-      TOL,
-    );
-  }
+/** Every comparison within its tolerance; the failures all named. */
+function assertComparisons(label: string, list: readonly Comparison[]): void {
+  assert(list.length > 0, `${label}: nothing compared`);
+  const bad = list.filter((c) => !(c.error <= c.tolerance));
+  assert(
+    bad.length === 0,
+    bad.map((c) =>
+      `${label}: ${c.name}: relative error ${c.error.toExponential(2)} > ${c.tolerance}`
+    )
+      .join("\n"),
+  );
 }
 
-const shapes: [string, ModelConfig, number][] = [
-  ["seed-shaped, 2 layers, odd sizes", {
-    ...PRESETS.seed.model,
-    vocabSize: 27,
-    nEmbd: 5,
-    nHidden: 13,
-    nLayers: 2,
-  }, 7],
-  ["lecture-shaped, block 1, wide", {
-    ...PRESETS.lecture.model,
-    vocabSize: 31,
-    blockSize: 1,
-    nEmbd: 7,
-    nHidden: 66,
-    outputInit: 0.3,
-  }, 37],
-  // Batch 3, the smallest well-conditioned one: with 2 rows a BatchNorm's output is +-1
-  // whatever its input, so its input gradient is 0 up to rounding and has no scale to compare.
-  ["3 layers, output bias and BatchNorm, block 5", {
-    ...PRESETS.seed.model,
-    vocabSize: 6,
-    blockSize: 5,
-    nEmbd: 3,
-    nHidden: 40,
-    nLayers: 3,
-    outputBias: true,
-  }, 3],
-  ["seed preset widths", { ...PRESETS.seed.model, vocabSize: 27 }, 32],
-  // 40 rows x 105 vec4 overflow the 64 KiB uniform windows: the storage-buffer kernels.
-  ["wide layers, no windows", {
-    ...PRESETS.seed.model,
-    vocabSize: 13,
-    nHidden: 420,
-    nLayers: 2,
-  }, 40],
-];
-
-for (const [name, config, B] of shapes) {
-  Deno.test(`kernels (${name}, batch ${B}): each kernel's output matches the CPU reference`, () =>
-    checkStep(config, B, name));
+for (const { name, config, batch } of KERNEL_CASES) {
+  Deno.test(`kernels (${name}, batch ${batch}): each kernel's output matches the CPU reference`, async () =>
+    assertComparisons(name, await checkStep(await gpu(), config, batch)));
 }
 
 Deno.test("kernels: evaluation and BatchNorm calibration match the CPU reference", async () => {
@@ -181,7 +92,7 @@ for (const [name, config] of sentinels) {
     probe.destroy();
     if (!g.adapter.fallback) return; // real GPUs have no such limit
     assert(most < 4096, `the loop guard is what limits this model (${most} rows)`);
-    await checkStep(config, most, `${name}, batch ${most}`);
+    assertComparisons(`${name}, batch ${most}`, await checkStep(g, config, most));
   });
 }
 

@@ -177,7 +177,11 @@ const granted = (needs: Needs) =>
  * A test that needs permissions (files, subprocesses). Without them (plain `deno test`), it is
  * reported as ignored, and its name says what it needs and which command runs it.
  */
-export function testWith(needs: Needs, name: string, fn: () => Promise<void> | void): void {
+export function testWith(
+  needs: Needs,
+  name: string,
+  fn: (t: Deno.TestContext) => Promise<void> | void,
+): void {
   const ok = granted(needs);
   Deno.test({
     name: ok ? name : `${name} [skipped: needs --allow-${needs.join(", --allow-")}; ` +

@@ -12,7 +12,16 @@ const CHUNK_STEPS = 250;
 class GpuBackend implements Backend {
   readonly kind = "webgpu";
   readonly diagSlots = DIAG_SLOTS;
-  constructor(readonly adapter: string, readonly model: GpuModel) {}
+  readonly lost: Promise<string>;
+  #destroyed = false;
+  constructor(readonly adapter: string, readonly model: GpuModel) {
+    // A device this backend destroys is lost too: that one is nobody's news.
+    this.lost = new Promise((resolve) => {
+      model.device.lost.then((info) => {
+        if (!this.#destroyed) resolve(info.message || `the device was lost (${info.reason})`);
+      });
+    });
+  }
   get kernels() {
     return this.model.family.name;
   }
@@ -38,13 +47,14 @@ class GpuBackend implements Backend {
     return this.model.calibrate(ex, signal);
   }
   destroy() {
+    this.#destroyed = true;
     this.model.destroy();
     this.model.device.destroy();
   }
 }
 
 export async function openGpuBackend(opts: BackendOptions): Promise<Backend> {
-  const gpu = await openGpu();
+  const gpu = await openGpu(opts.messages);
   try {
     const model = await GpuModel.create(gpu, opts.config, {
       batchSize: opts.batchSize,

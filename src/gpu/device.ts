@@ -16,29 +16,40 @@ export interface Gpu {
   readonly adapter: AdapterReport;
 }
 
-const NO_ADAPTER = "no WebGPU adapter found: install a Vulkan driver (on Debian, " +
-  "`apt-get install mesa-vulkan-drivers` runs WebGPU on the CPU) or use --backend cpu";
+/** What to tell the user when there is no WebGPU, or no adapter (the lab says it its way). */
+export interface GpuMessages {
+  readonly noWebGpu: string;
+  readonly noAdapter: string;
+}
+
+const DENO_MESSAGES: GpuMessages = {
+  noWebGpu: "WebGPU is not available: run Deno with --unstable-webgpu",
+  noAdapter: "no WebGPU adapter found: install a Vulkan driver (on Debian, " +
+    "`apt-get install mesa-vulkan-drivers` runs WebGPU on the CPU) or use --backend cpu",
+};
 
 /** Opens the default adapter's device with WebGPU's default limits. */
-export async function openGpu(): Promise<Gpu> {
-  if (!("gpu" in navigator) || !navigator.gpu) {
-    throw new UserError("WebGPU is not available: run Deno with --unstable-webgpu");
-  }
+export async function openGpu(messages: GpuMessages = DENO_MESSAGES): Promise<Gpu> {
+  if (!("gpu" in navigator) || !navigator.gpu) throw new UserError(messages.noWebGpu);
   let adapter: GPUAdapter | null;
   try {
     adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   } catch {
     adapter = null;
   }
-  if (!adapter) throw new UserError(NO_ADAPTER);
+  if (!adapter) throw new UserError(messages.noAdapter);
   // Read the adapter's info before requesting the device (some implementations invalidate it).
   const info = adapter.info;
+  // Where the flag lives moved between versions of the spec: on the adapter, then its info.
+  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+    (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
   const report: AdapterReport = {
-    description: info.description || info.device || "unknown adapter",
+    // llvmpipe describes itself; Chromium's SwiftShader leaves it empty.
+    description: info.description || info.device ||
+      [info.vendor, info.architecture].filter(Boolean).join(" ") || "unknown adapter",
     vendor: info.vendor,
     architecture: info.architecture,
-    fallback: (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
-      false,
+    fallback,
   };
   let device: GPUDevice;
   try {

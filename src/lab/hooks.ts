@@ -1,0 +1,26 @@
+/// <reference lib="dom" />
+/**
+ * What the lab page exposes as `window.lab`, for its browser tests (tests/browser_test.ts) and
+ * for anyone curious in the developer console.
+ */
+
+import type { Comparison } from "../gpu/selftest.ts";
+import type { Session } from "./session.ts";
+
+export interface LabHooks {
+  readonly session: Session;
+  /** True once the page is wired and the bundled names are loaded. */
+  ready: boolean;
+  /** Destroys the training device from outside, as a driver reset would: a lost device. */
+  loseDevice(): void;
+  /** Compiles every kernel of every family on a device of its own; their names. */
+  compileKernels(): Promise<string[]>;
+  /** The kernels against the CPU reference (src/gpu/selftest.ts), on this page's GPU. */
+  checkKernels(): Promise<Comparison[]>;
+}
+
+declare global {
+  interface Window {
+    lab: LabHooks;
+  }
+}

@@ -1,0 +1,320 @@
+/// <reference lib="dom" />
+/**
+ * The lab page: wires the forms and buttons of src/lab/index.html to a Session
+ * (src/lab/session.ts), and draws what it reports with the same Vega-Lite figures as the
+ * command line (src/figures.ts). Bundled for the browser by `deno task lab`.
+ *
+ * Nothing here blocks the page for long: training yields at every chunk (a chunk ends with a
+ * readback the page awaits), and the figures are redrawn at most once a second.
+ */
+
+import names from "../../data/names.txt" with { type: "text" };
+import { UserError } from "../errors.ts";
+import { figureSpecs, renderSvg } from "../figures.ts";
+import { type Gpu, openGpu } from "../gpu/device.ts";
+import { checkKernels, compileAll } from "../gpu/selftest.ts";
+import { type PresetName, PRESETS } from "../model.ts";
+import type { Progress } from "../training.ts";
+import { BROWSER_MESSAGES, type Phase, Session, type Settings } from "./session.ts";
+import "./hooks.ts";
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const input = (id: string) => $<HTMLInputElement>(id);
+const num = (id: string) => Number(input(id).value);
+
+/** The one-line message bar: errors in red, notes plain. */
+function say(text: string, kind: "error" | "note" = "error"): void {
+  const m = $("message");
+  m.textContent = text;
+  m.className = kind === "note" ? "note" : "";
+  m.hidden = false;
+}
+const clear = () => ($("message").hidden = true);
+
+/** Runs a button's action; an exception becomes the message, never a dead page. */
+function act(fn: () => Promise<void> | void): () => void {
+  return () => {
+    clear();
+    Promise.resolve().then(fn).catch((e) => {
+      say(e instanceof UserError || e instanceof Error ? e.message : String(e));
+      updateButtons();
+    });
+  };
+}
+
+const MODEL_FIELDS = ["blockSize", "nEmbd", "nHidden", "nLayers"] as const;
+const TRAIN_FIELDS = ["steps", "batchSize", "lr", "lrFinal", "decayAt"] as const;
+
+function fillPreset(name: PresetName): void {
+  const p = PRESETS[name];
+  for (const f of MODEL_FIELDS) input(f).value = String(p.model[f]);
+  for (const f of TRAIN_FIELDS) input(f).value = String(p.train[f]);
+}
+
+function settings(): Settings {
+  const preset = PRESETS[$<HTMLSelectElement>("preset").value as PresetName];
+  const ints = [...MODEL_FIELDS, "steps", "batchSize", "decayAt", "seed"];
+  for (const f of ints) {
+    const v = num(f);
+    const el = input(f);
+    const [min, max] = [Number(el.min || -Infinity), Number(el.max || Infinity)];
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw new UserError(
+        `${el.parentElement!.textContent!.trim()}: a whole number from ${min}` +
+          (Number.isFinite(max) ? ` to ${max}` : ""),
+      );
+    }
+  }
+  for (const f of ["lr", "lrFinal"]) {
+    if (!(num(f) >= 0) || (f === "lr" && !(num(f) > 0))) {
+      throw new UserError(`${f}: a positive number`);
+    }
+  }
+  return {
+    model: {
+      ...preset.model,
+      ...Object.fromEntries(MODEL_FIELDS.map((f) => [f, num(f)])),
+    } as Settings["model"],
+    train: Object.fromEntries(TRAIN_FIELDS.map((f) => [f, num(f)])) as unknown as Settings["train"],
+    seed: num("seed"),
+  };
+}
+
+let lastDraw = 0;
+let drawing = false;
+
+/** Redraws every figure from the session's log and diagnostics (at most once a second). */
+async function drawFigures(force = false): Promise<void> {
+  const now = performance.now();
+  if (drawing || (!force && now - lastDraw < 1000)) return;
+  drawing = true;
+  lastDraw = now;
+  try {
+    const specs = figureSpecs(session.sinks.entries, session.trainer?.diagnostics ?? null);
+    const charts = $("charts");
+    $("charts-empty").hidden = specs.size > 0;
+    for (
+      const name of [
+        "loss",
+        "update-ratio",
+        "grad-data",
+        "activations",
+        "gradients",
+        "weight-gradients",
+      ]
+    ) {
+      const spec = specs.get(name);
+      if (!spec) continue;
+      let fig = document.getElementById(`fig-${name}`);
+      if (!fig) {
+        fig = document.createElement("figure");
+        fig.id = `fig-${name}`;
+        charts.append(fig);
+      }
+      fig.innerHTML = await renderSvg(spec);
+    }
+  } finally {
+    drawing = false;
+  }
+}
+
+function showProgress(p: Progress): void {
+  const bar = $<HTMLProgressElement>("bar");
+  bar.max = p.steps;
+  bar.value = p.step;
+  const val = p.valLoss !== undefined ? `  val ${p.valLoss.toFixed(4)}` : "";
+  $("progress").textContent = `step ${p.step} / ${p.steps}  loss ${p.loss.toFixed(4)}${val}  ` +
+    `${p.stepsPerSecond.toFixed(0)} steps/s`;
+  drawFigures();
+}
+
+function updateButtons(): void {
+  const phase: Phase = session.phase;
+  const busy = phase === "training";
+  $<HTMLButtonElement>("start").disabled = busy || !session.data;
+  $<HTMLButtonElement>("pause").disabled = !busy;
+  $<HTMLButtonElement>("resume").disabled = phase !== "paused";
+  $<HTMLButtonElement>("reset").disabled = phase === "idle";
+  $<HTMLButtonElement>("download").disabled = !session.sinks.checkpoint && !session.loaded;
+  $<HTMLButtonElement>("continue").disabled = busy || !session.loaded;
+  for (const id of ["model-settings", "train-settings"]) {
+    $<HTMLFieldSetElement>(id).disabled = busy;
+  }
+}
+
+const session = new Session({
+  progress: showProgress,
+  note: (text) => say(text, "note"),
+  phase(phase, error) {
+    if (error) say(error);
+    if (phase === "idle" && !error) $("progress").textContent = "not started";
+    const done = session.finished;
+    if (phase === "finished" && done) {
+      const l = done.losses;
+      $("progress").textContent = `finished ${session.trainer?.step} steps: loss train ` +
+        `${l.train.toFixed(4)}, val ${l.val.toFixed(4)}, test ${l.test.toFixed(4)}`;
+    }
+    if (session.backend) $("adapter").textContent = `WebGPU: ${session.backend.adapter}`;
+    updateButtons();
+    drawFigures(true);
+  },
+});
+
+async function useData(bytes: Uint8Array, name: string, bundled = false): Promise<void> {
+  const data = await session.setData(bytes, name);
+  $("data-info").textContent = `${name}: ${data.words.length.toLocaleString("en-US")} names` +
+    (bundled ? " (bundled: US births 2018)" : "");
+  updateButtons();
+}
+
+async function useFile(file: File): Promise<void> {
+  await useData(new Uint8Array(await file.arrayBuffer()), file.name);
+}
+
+function download(bytes: Uint8Array, name: string): void {
+  const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>]));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** Runs `fn` on a device of its own, destroyed after. */
+async function withGpu<T>(fn: (gpu: Gpu) => Promise<T>): Promise<T> {
+  const gpu = await openGpu(BROWSER_MESSAGES);
+  try {
+    return await fn(gpu);
+  } finally {
+    gpu.device.destroy();
+  }
+}
+
+function wire(): void {
+  const preset = $<HTMLSelectElement>("preset");
+  for (const [name, p] of Object.entries(PRESETS)) {
+    preset.append(new Option(`${name}: ${p.description}`, name));
+  }
+  preset.addEventListener("change", () => fillPreset(preset.value as PresetName));
+  fillPreset("seed");
+
+  input("data-file").addEventListener(
+    "change",
+    act(async () => {
+      const file = input("data-file").files?.[0];
+      if (file) await useFile(file);
+    }),
+  );
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const file = e.dataTransfer?.files[0];
+    if (file) act(() => useFile(file))();
+  });
+  $("data-bundled").addEventListener(
+    "click",
+    act(() => useData(new TextEncoder().encode(names), "names.txt", true)),
+  );
+
+  $("start").addEventListener("click", act(() => session.start(settings())));
+  $("pause").addEventListener("click", act(() => session.pause()));
+  $("resume").addEventListener("click", act(() => session.resume()));
+  $("reset").addEventListener(
+    "click",
+    act(() => {
+      session.reset();
+      for (const f of $("charts").querySelectorAll("figure")) f.remove();
+      $("charts-empty").hidden = false;
+      $<HTMLProgressElement>("bar").value = 0;
+    }),
+  );
+  $("continue").addEventListener("click", act(() => session.start(settings(), true)));
+
+  $("sample").addEventListener(
+    "click",
+    act(async () => {
+      const list = await session.sample({
+        count: Math.min(Math.max(num("count"), 1), 1000),
+        seed: num("sampleSeed"),
+        temperature: Math.max(num("temperature"), 1e-3),
+        topK: Math.max(num("topK"), 0),
+        prefix: input("prefix").value,
+      });
+      const ol = $("samples");
+      ol.replaceChildren(...list.map((s) => {
+        const li = document.createElement("li");
+        li.textContent = s.name;
+        if (s.inTrain) li.className = "known";
+        return li;
+      }));
+    }),
+  );
+
+  $("download").addEventListener(
+    "click",
+    act(() => {
+      download(session.checkpointBytes(), "model.safetensors");
+    }),
+  );
+  input("ck-file").addEventListener(
+    "change",
+    act(async () => {
+      const file = input("ck-file").files?.[0];
+      if (!file) return;
+      session.loaded = null;
+      updateButtons();
+      const ck = session.loadCheckpoint(new Uint8Array(await file.arrayBuffer()), file.name);
+      const c = ck.config;
+      $("ck-info").textContent = `${file.name}: ${c.nLayers} x ${c.nHidden} hidden, context ` +
+        `${c.blockSize}, trained ${ck.state.step} steps on ${ck.state.data.path}`;
+      updateButtons();
+    }),
+  );
+
+  $("selftest").addEventListener(
+    "click",
+    act(async () => {
+      const out = $("selftest-result");
+      out.textContent = "checking...";
+      const gpu = await openGpu(BROWSER_MESSAGES);
+      try {
+        const results = await checkKernels(gpu);
+        const bad = results.filter((r) => !(r.error <= r.tolerance));
+        const worst = Math.max(...results.map((r) => r.error));
+        out.textContent = bad.length
+          ? `${bad.length} of ${results.length} tensors differ: ${bad[0].name} by ` +
+            `${bad[0].error.toExponential(2)}`
+          : `all ${results.length} tensors agree (largest relative error ` +
+            `${worst.toExponential(1)})`;
+      } finally {
+        gpu.device.destroy();
+      }
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  wire();
+  window.lab = {
+    session,
+    ready: false,
+    // GpuBackend -> GpuModel -> device; destroying it from outside is a loss to the page.
+    loseDevice: () =>
+      (session.backend as unknown as { model: { device: GPUDevice } }).model.device.destroy(),
+    compileKernels: () => withGpu(compileAll),
+    checkKernels: () => withGpu((gpu) => checkKernels(gpu)),
+  };
+  await useData(new TextEncoder().encode(names), "names.txt", true);
+  if (!("gpu" in navigator) || !navigator.gpu) say(BROWSER_MESSAGES.noWebGpu);
+  else $("adapter").textContent = "WebGPU: available (the adapter is opened when training starts)";
+  updateButtons();
+  window.lab.ready = true;
+}
+
+main().catch((e) => say(e instanceof Error ? e.message : String(e)));

@@ -1,0 +1,344 @@
+/// <reference lib="dom" />
+/**
+ * The lab in a real browser: headless Chromium (its WebGPU is Dawn, its WGSL compiler Tint, its
+ * adapter SwiftShader on the CPU), driven by puppeteer-core. The page is the one
+ * `deno task lab` serves, built and served by the same code.
+ *
+ * Chromium comes from the system (Debian: apt-get install chromium; .ci/run installs it), or
+ * from $CHROMIUM.
+ */
+
+import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import { buildLab, serveLab } from "../src/cli/lab.ts";
+import { BROWSER_MESSAGES } from "../src/lab/session.ts";
+import { KERNEL_TOLERANCE } from "../src/gpu/selftest.ts";
+import type {} from "../src/lab/hooks.ts";
+import { assert, assertEquals, runCli, testWith } from "./util.ts";
+
+const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+
+/** Launches headless Chromium with WebGPU, as root if need be, with no background traffic. */
+function launch(): Promise<Browser> {
+  return puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--enable-unsafe-webgpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+}
+
+/** A page of the lab, ready, with its errors collected. */
+async function open(
+  browser: Browser,
+  url: string,
+  before?: () => void,
+): Promise<{ page: Page; errors: string[] }> {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1400, height: 1000 });
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String((e as Error).message ?? e)));
+  if (before) await page.evaluateOnNewDocument(before);
+  await page.goto(url);
+  await page.waitForFunction(() => window.lab?.ready, { timeout: 30_000 });
+  return { page, errors };
+}
+
+const message = (page: Page) =>
+  page.$eval("#message", (e) => ((e as HTMLElement).hidden ? "" : e.textContent ?? ""));
+
+/** Waits until the run that a click started is over: finished, paused, or an error shown. */
+async function settle(page: Page, timeout = 300_000): Promise<string> {
+  await page.waitForFunction(() => {
+    const phase = window.lab.session.phase;
+    const m = document.getElementById("message")!;
+    return phase === "finished" || phase === "paused" || (!m.hidden && m.className !== "note");
+  }, { timeout });
+  return await page.evaluate(() => window.lab.session.phase);
+}
+
+async function setFields(page: Page, fields: Record<string, string>): Promise<void> {
+  for (const [id, value] of Object.entries(fields)) {
+    await page.$eval(`#${id}`, (e, v) => ((e as HTMLInputElement).value = v as string), value);
+  }
+}
+
+testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium", async (t) => {
+  const chromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+  assert(chromium, `no Chromium at ${CHROMIUM}: apt-get install chromium, or set $CHROMIUM`);
+  const site = await Deno.makeTempDir({ prefix: "makemore-lab-" });
+  const work = await Deno.makeTempDir({ prefix: "makemore-browser-" });
+  const stop = new AbortController();
+  let url = "";
+  const listening = Promise.withResolvers<void>();
+  await buildLab(site);
+  const server = serveLab(site, {
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: stop.signal,
+    onListen: (u) => {
+      url = u;
+      listening.resolve();
+    },
+  });
+  await listening.promise;
+  const browser = await launch();
+  try {
+    const { page, errors } = await open(browser, url);
+    const adapter = await page.evaluate(async () => {
+      const a = await navigator.gpu.requestAdapter();
+      return a ? `${a.info.vendor} ${a.info.architecture}` : "none";
+    });
+
+    await t.step(
+      "every kernel entry point and variant compiles and validates in Tint",
+      async () => {
+        const compiled = await page.evaluate(() => window.lab.compileKernels());
+        assert(compiled.length >= 12, `compiled ${compiled.join(", ")}`);
+      },
+    );
+
+    await t.step(`the kernels match the CPU reference inside the page (${adapter})`, async () => {
+      const results = await page.evaluate(() => window.lab.checkKernels());
+      assert(results.length > 100, `${results.length} comparisons`);
+      const bad = results.filter((r) => !(r.error <= r.tolerance));
+      assertEquals(bad, [], "every tensor within its tolerance");
+      assert(
+        results.every((r) => r.tolerance === KERNEL_TOLERANCE),
+        "the same tolerance as Deno's",
+      );
+    });
+
+    // The CLI's run of the same settings, to compare with.
+    const cli = await runCli("train.ts", [
+      "--preset",
+      "lecture",
+      "--steps",
+      "500",
+      "--out",
+      `${work}/cli`,
+      "--no-plots",
+      "--samples",
+      "0",
+      "--eval-every",
+      "0",
+    ]);
+    assertEquals(cli.code, 0, cli.stderr);
+    const cliLog = (await Deno.readTextFile(`${work}/cli/log.jsonl`)).trim().split("\n")
+      .map((l) => JSON.parse(l));
+
+    await t.step(
+      "500 lecture steps in the page give the CLI's losses; the charts move",
+      async () => {
+        await page.select("#preset", "lecture");
+        await setFields(page, { steps: "500" });
+        await page.click("#start");
+        await page.waitForFunction(() => document.querySelector("#fig-loss svg"), {
+          timeout: 120_000,
+        });
+        const early = await page.$eval("#fig-loss", (e) => e.innerHTML);
+        assertEquals(await settle(page), "finished", await message(page));
+        await page.waitForFunction(
+          (svg) => document.querySelector("#fig-loss")!.innerHTML !== svg,
+          {
+            timeout: 10_000,
+          },
+          early,
+        );
+        for (const fig of ["activations", "gradients", "weight-gradients", "update-ratio"]) {
+          assert(await page.$(`#fig-${fig} svg`), `the ${fig} figure is drawn`);
+        }
+        const entries = await page.evaluate(() => window.lab.session.sinks.entries);
+        const losses = (log: { step: number; loss?: number }[]) =>
+          log.filter((e) => e.loss !== undefined).map((e) => [e.step, e.loss!]);
+        const mine = losses(entries as { step: number; loss?: number }[]);
+        const theirs = losses(cliLog);
+        assertEquals(mine.map(([s]) => s), theirs.map(([s]) => s));
+        mine.forEach(([s, l], i) => {
+          const ref = theirs[i][1];
+          assert(Math.abs(l - ref) <= 1e-4 * ref, `step ${s}: page ${l}, CLI ${ref}`);
+        });
+        const cliRun = JSON.parse(await Deno.readTextFile(`${work}/cli/run.json`));
+        const page1 = await page.evaluate(() => window.lab.session.finished!.losses);
+        for (const split of ["train", "val", "test"] as const) {
+          const ref = cliRun.losses[split];
+          assert(Math.abs(page1[split] - ref) <= 1e-4 * ref, `${split}: ${page1[split]} vs ${ref}`);
+        }
+        assert(
+          (await page.$eval("#progress", (e) => e.textContent))!.startsWith("finished 500 steps"),
+        );
+      },
+    );
+
+    await t.step(
+      "samples appear, and the downloaded model samples the same names in the CLI",
+      async () => {
+        await setFields(page, { count: "15", sampleSeed: "7" });
+        await page.click("#sample");
+        await page.waitForSelector("#samples li");
+        const names = await page.$$eval("#samples li", (l) => l.map((x) => x.textContent));
+        assertEquals(names.length, 15);
+        const cdp = await page.createCDPSession();
+        await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: work });
+        await page.click("#download");
+        const file = `${work}/model.safetensors`;
+        for (let i = 0; i < 100 && !(await Deno.stat(file).then(() => true, () => false)); i++) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const r = await runCli(
+          "sample.ts",
+          ["--checkpoint", file, "--count", "15", "--seed", "7"],
+          {
+            permissions: ["--allow-read"],
+          },
+        );
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals(r.stdout.split("\n").slice(0, 15), names);
+        // And the other way: the CLI's checkpoint loads in the page and samples the same.
+        const input = await page.$("#ck-file");
+        await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(
+          `${work}/cli/model.safetensors`,
+        );
+        await page.waitForFunction(() => document.querySelector("#ck-info")!.textContent !== "");
+        await page.click("#reset");
+        await setFields(page, { count: "16" });
+        await page.click("#sample");
+        await page.waitForFunction(() => document.querySelectorAll("#samples li").length === 16);
+        const fromCli = await runCli(
+          "sample.ts",
+          ["--checkpoint", `${work}/cli/model.safetensors`, "--count", "16", "--seed", "7"],
+          { permissions: ["--allow-read"] },
+        );
+        assertEquals(
+          await page.$$eval("#samples li", (l) => l.map((x) => x.textContent)),
+          fromCli.stdout.split("\n").slice(0, 16),
+        );
+      },
+    );
+
+    await t.step(
+      "bad data and bad checkpoints get their message, and the page goes on",
+      async () => {
+        const files: Record<string, [Uint8Array, RegExp]> = {
+          "empty.txt": [new Uint8Array(), /empty\.txt: the file is empty/],
+          "binary.txt": [new Uint8Array([0x61, 0, 0x62]), /binary\.txt:1: binary content/],
+          "dots.txt": [
+            new TextEncoder().encode("ann\nj.r.\n"),
+            /dots\.txt:2: 'j\.r\.' contains '\.'/,
+          ],
+          "utf.txt": [new Uint8Array([0x61, 0xff, 0x0a]), /utf\.txt: not valid UTF-8/],
+        };
+        for (const [name, [bytes, pattern]] of Object.entries(files)) {
+          await Deno.writeFile(`${work}/${name}`, bytes);
+          const input = await page.$("#data-file");
+          await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(
+            `${work}/${name}`,
+          );
+          await page.waitForFunction(() => !document.getElementById("message")!.hidden);
+          const m = await message(page);
+          assert(pattern.test(m), `${name}: '${m}'`);
+          assertEquals(
+            await page.$eval("#data-info", (e) => e.textContent!.startsWith("names.txt")),
+            true,
+          );
+        }
+        await Deno.writeFile(`${work}/corrupt.safetensors`, new Uint8Array(100).fill(0x7b));
+        const ck = await page.$("#ck-file");
+        await (ck as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(
+          `${work}/corrupt.safetensors`,
+        );
+        await page.waitForFunction(() =>
+          /not a valid checkpoint/.test(document.getElementById("message")!.textContent!)
+        );
+        // A checkpoint of other data cannot continue on these.
+        await Deno.writeTextFile(`${work}/few.txt`, "anna\nbob\ncarla\ndave\nedith\n".repeat(20));
+        const data = await page.$("#data-file");
+        await (data as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(
+          `${work}/few.txt`,
+        );
+        await page.waitForFunction(() =>
+          /few\.txt/.test(document.getElementById("data-info")!.textContent!)
+        );
+        await (ck as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(
+          `${work}/model.safetensors`,
+        );
+        await page.waitForFunction(() =>
+          !(document.getElementById("continue") as HTMLButtonElement).disabled
+        );
+        await page.click("#continue");
+        await page.waitForFunction(() =>
+          /trained on other data/.test(document.getElementById("message")!.textContent!)
+        );
+      },
+    );
+
+    await t.step("a lost device is reported, and Reset and Train start again", async () => {
+      await page.click("#data-bundled");
+      await setFields(page, { steps: "100000" });
+      await page.click("#start");
+      await page.waitForFunction(
+        () => window.lab.session.trainer && window.lab.session.trainer.step > 0,
+        {
+          timeout: 60_000,
+        },
+      );
+      await page.evaluate(() => window.lab.loseDevice());
+      await page.waitForFunction(
+        () => /the GPU device was lost/.test(document.getElementById("message")!.textContent!),
+        {
+          timeout: 30_000,
+        },
+      );
+      await page.click("#reset");
+      await setFields(page, { steps: "200" });
+      await page.click("#start");
+      await page.waitForFunction(() => window.lab.session.phase === "training");
+      assertEquals(await settle(page), "finished", await message(page));
+    });
+
+    // The picture in the README: a fresh page after 3,000 steps of the lecture's network.
+    const shot = Deno.env.get("LAB_SCREENSHOT");
+    if (shot) {
+      const fresh = await open(browser, url);
+      await fresh.page.setViewport({ width: 1800, height: 1200 });
+      await fresh.page.select("#preset", "lecture");
+      await setFields(fresh.page, { steps: "3000" });
+      await fresh.page.click("#start");
+      await fresh.page.waitForFunction(() => window.lab.session.phase === "training");
+      await settle(fresh.page, 600_000);
+      await fresh.page.click("#sample");
+      await fresh.page.waitForSelector("#samples li");
+      await new Promise((r) => setTimeout(r, 2000));
+      await fresh.page.screenshot({ path: shot as `${string}.png`, fullPage: true });
+      await fresh.page.close();
+    }
+    assertEquals(errors, [], "no uncaught errors in the page");
+
+    await t.step("no WebGPU, or no adapter: the page says what to do", async () => {
+      const none = await open(browser, url, () => {
+        Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined });
+      });
+      assertEquals(await message(none.page), BROWSER_MESSAGES.noWebGpu);
+      const noAdapter = await open(browser, url, () => {
+        GPU.prototype.requestAdapter = () => Promise.resolve(null);
+      });
+      await noAdapter.page.select("#preset", "lecture");
+      await setFields(noAdapter.page, { steps: "10" });
+      await noAdapter.page.click("#start");
+      await noAdapter.page.waitForFunction(() => !document.getElementById("message")!.hidden);
+      assertEquals(await message(noAdapter.page), BROWSER_MESSAGES.noAdapter);
+      assertEquals(none.errors.concat(noAdapter.errors), []);
+    });
+  } finally {
+    await browser.close();
+    stop.abort();
+    await server.finished;
+    await Deno.remove(site, { recursive: true });
+    await Deno.remove(work, { recursive: true });
+  }
+});
