@@ -6,6 +6,7 @@
  * Architecture (makemore part 3):
  *   embedding C [vocab, nEmbd] -> concatenate the blockSize context embeddings
  *   -> nLayers x (Linear(no bias, nHidden) -> BatchNorm1d -> tanh)
+ *        (without BatchNorm, the lecture's deep network: Linear(with bias) -> tanh)
  *   -> Linear(nHidden, vocab) (+ bias) (-> BatchNorm1d) -> softmax cross-entropy
  */
 
@@ -18,11 +19,18 @@ export interface ModelConfig {
   readonly nHidden: number;
   /** Hidden blocks of Linear -> BatchNorm1d -> tanh; at least one. */
   readonly nLayers: number;
+  /** Whether the hidden blocks have a BatchNorm (else their Linear has a bias). */
+  readonly batchNorm: boolean;
+  /** Hidden weights: N(0,1) * tanhGain / sqrt(fan_in) ("kaiming"), or N(0,1) ("unit"). */
+  readonly init: "kaiming" | "unit";
   readonly outputBias: boolean;
   readonly outputBatchNorm: boolean;
   /** Initial gamma of the output BatchNorm: < 1 makes the untrained model less confident. */
   readonly outputGamma: number;
-  /** Output weights: N(0,1) / sqrt(fan_in) ("kaiming"), or N(0,1) times this number. */
+  /**
+   * Output weights: N(0,1) / sqrt(fan_in) ("kaiming"; N(0,1) with the "unit" init), or N(0,1)
+   * times this number.
+   */
   readonly outputInit: "kaiming" | number;
   /** Kaiming gain for the weights that feed tanh: 5/3. */
   readonly tanhGain: number;
@@ -53,6 +61,8 @@ export const PRESETS = {
       nEmbd: 10,
       nHidden: 200,
       nLayers: 5,
+      batchNorm: true,
+      init: "kaiming",
       outputBias: false,
       outputBatchNorm: true,
       outputGamma: 0.1,
@@ -70,6 +80,8 @@ export const PRESETS = {
       nEmbd: 10,
       nHidden: 200,
       nLayers: 1,
+      batchNorm: true,
+      init: "kaiming",
       outputBias: true,
       outputBatchNorm: false,
       outputGamma: 1,
@@ -108,6 +120,8 @@ const CONFIG_CHECKS: Record<keyof ModelConfig, Check> = {
   nEmbd: int(LIMITS.nEmbd),
   nHidden: int(LIMITS.nHidden),
   nLayers: int(LIMITS.nLayers),
+  batchNorm: bool,
+  init: (v) => v === "kaiming" || v === "unit",
   outputBias: bool,
   outputBatchNorm: bool,
   outputGamma: finite(),
@@ -137,9 +151,15 @@ function checkFields<T>(v: unknown, checks: Record<string, Check>): T | string {
   return v as T;
 }
 
+/** Fields added after checkpoints were first written, with the value they had then. */
+const CONFIG_SINCE: Partial<ModelConfig> = { batchNorm: true, init: "kaiming" };
+
 /** A model config read from outside (a checkpoint), or what is wrong with it. */
 export function parseModelConfig(v: unknown): ModelConfig | string {
-  return checkFields<ModelConfig>(v, CONFIG_CHECKS);
+  const withDefaults = typeof v === "object" && v !== null && !Array.isArray(v)
+    ? { ...CONFIG_SINCE, ...v }
+    : v;
+  return checkFields<ModelConfig>(withDefaults, CONFIG_CHECKS);
 }
 
 /** A training config read from outside (a checkpoint), or what is wrong with it. */
@@ -215,8 +235,10 @@ export function modelLayout(config: ModelConfig): ModelLayout {
   for (let l = 0; l < config.nLayers; l++) {
     const prefix = `hidden.${l}`;
     const weight = add(params, `${prefix}.weight`, [nIn, config.nHidden]);
-    const bn = batchNorm(prefix, config.nHidden);
-    layers.push({ nIn, nOut: config.nHidden, weight, bias: null, bn, tanh: true });
+    // A bias before a BatchNorm is useless (the mean is subtracted): one or the other.
+    const bias = config.batchNorm ? null : add(params, `${prefix}.bias`, [config.nHidden]);
+    const bn = config.batchNorm ? batchNorm(prefix, config.nHidden) : null;
+    layers.push({ nIn, nOut: config.nHidden, weight, bias, bn, tanh: true });
     nIn = config.nHidden;
   }
   const V = config.vocabSize;
@@ -235,9 +257,10 @@ export function view<T extends Float32Array | Float64Array>(flat: T, t: Tensor):
 }
 
 /**
- * Kaiming initialization from a seeded generator. Normals are drawn row-major, tensor by
- * tensor in layout order: the embedding, then each layer's weight. Biases and betas are 0,
- * gammas 1 (the output BatchNorm's `outputGamma`), running means 0 and running variances 1.
+ * Initialization from a seeded generator. Normals are drawn row-major, tensor by tensor in
+ * layout order: the embedding, then each layer's weight: Kaiming (gain / sqrt(fan_in)) or unit
+ * (see ModelConfig.init). Biases and betas are 0, gammas 1 (the output BatchNorm's
+ * `outputGamma`), running means 0 and running variances 1.
  */
 export function initModel(
   config: ModelConfig,
@@ -251,10 +274,11 @@ export function initModel(
     for (let i = 0; i < v.length; i++) v[i] = rng.normal() * scale;
   };
   normal(layout.embedding, 1);
+  const kaiming = config.init === "kaiming";
   for (const layer of layout.layers) {
-    if (layer.tanh) normal(layer.weight, config.tanhGain / Math.sqrt(layer.nIn));
-    else if (config.outputInit === "kaiming") normal(layer.weight, 1 / Math.sqrt(layer.nIn));
-    else normal(layer.weight, config.outputInit);
+    if (layer.tanh) normal(layer.weight, kaiming ? config.tanhGain / Math.sqrt(layer.nIn) : 1);
+    else if (config.outputInit !== "kaiming") normal(layer.weight, config.outputInit);
+    else normal(layer.weight, kaiming ? 1 / Math.sqrt(layer.nIn) : 1);
     if (layer.bn) {
       view(params, layer.bn.gamma).fill(layer.tanh ? 1 : config.outputGamma);
       view(buffers, layer.bn.runVar).fill(1);

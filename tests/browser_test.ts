@@ -305,7 +305,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
     const shot = Deno.env.get("LAB_SCREENSHOT");
     if (shot) {
       const fresh = await open(browser, url);
-      await fresh.page.setViewport({ width: 1800, height: 1200 });
+      await fresh.page.setViewport({ width: 2100, height: 1200 });
       await fresh.page.select("#preset", "lecture");
       await setFields(fresh.page, { steps: "3000" });
       await fresh.page.click("#start");

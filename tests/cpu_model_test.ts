@@ -18,6 +18,10 @@ const small = (over: Partial<ModelConfig>): ModelConfig => ({
 const variants: [string, ModelConfig][] = [
   ["seed-shaped (output BatchNorm)", small({})],
   [
+    "without BatchNorm (hidden and output Linear with bias)",
+    small({ batchNorm: false, outputBatchNorm: false, outputBias: true, nLayers: 3 }),
+  ],
+  [
     "lecture-shaped (output bias)",
     small({ ...PRESETS.lecture.model, vocabSize: 5, nHidden: 9, nEmbd: 3, blockSize: 2 }),
   ],
@@ -96,4 +100,29 @@ Deno.test("model (cpu reference): the untrained loss is close to ln(vocab), then
     assert(Math.abs(initial - Math.log(27)) < 0.1, `${preset}: initial loss ${initial}`);
     assert(last < 2.85, `${preset}: loss after 300 steps ${last}`);
   }
+});
+
+Deno.test("model: the initialization knobs: Kaiming gain, unit init, output scale", () => {
+  const config = (over: Partial<ModelConfig>): ModelConfig =>
+    small({ vocabSize: 27, nHidden: 300, nLayers: 2, nEmbd: 20, blockSize: 5, ...over });
+  const std = (c: ModelConfig, name: string) => {
+    const { params } = initModel(c, new Rng(5));
+    const t = modelLayout(c).params.find((p) => p.name === name)!;
+    const v = params.subarray(t.offset, t.offset + t.size);
+    return Math.sqrt(v.reduce((a, x) => a + x * x, 0) / v.length);
+  };
+  const near = (got: number, want: number) =>
+    assert(Math.abs(got / want - 1) < 0.03, `std ${got}, expected ${want}`);
+  near(std(config({}), "hidden.1.weight"), (5 / 3) / Math.sqrt(300));
+  near(std(config({ tanhGain: 0.5 }), "hidden.0.weight"), 0.5 / Math.sqrt(100));
+  near(std(config({ init: "unit" }), "hidden.1.weight"), 1);
+  near(std(config({ init: "unit" }), "output.weight"), 1);
+  near(std(config({ init: "unit", outputInit: 0.01 }), "output.weight"), 0.01);
+  const noBn = config({ batchNorm: false, outputBatchNorm: false, outputBias: true });
+  const names = modelLayout(noBn).params.map((t) => t.name);
+  assertEquals(names.filter((n) => n.includes(".bn.")), []);
+  assert(names.includes("hidden.0.bias") && names.includes("output.bias"), names.join());
+  const { params } = initModel({ ...small({}), outputGamma: 0.25 }, new Rng(1));
+  const gamma = modelLayout(small({})).params.find((t) => t.name === "output.bn.gamma")!;
+  assertEquals(params[gamma.offset], 0.25);
 });

@@ -29,6 +29,27 @@ const configs: [string, ModelConfig][] = [
     nHidden: 48,
     nLayers: 3,
   }],
+  // The experiment knobs: no BatchNorm, gain 1; and gain 3 with a fast BatchNorm momentum.
+  ["no BatchNorm, 4 x 32, gain 1", {
+    ...PRESETS.seed.model,
+    vocabSize: ds.vocab.size,
+    nHidden: 32,
+    nLayers: 4,
+    batchNorm: false,
+    tanhGain: 1,
+    outputBatchNorm: false,
+    outputBias: true,
+    outputInit: 0.01,
+  }],
+  ["gain 3, output scale 0.5, momentum 0.5", {
+    ...PRESETS.seed.model,
+    vocabSize: ds.vocab.size,
+    nHidden: 24,
+    nLayers: 2,
+    tanhGain: 3,
+    outputGamma: 0.5,
+    bnMomentum: 0.5,
+  }],
 ];
 
 /** Every parameter tensor and running statistic of the two models, each at its own scale. */

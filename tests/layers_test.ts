@@ -13,7 +13,10 @@ const LAYERS: [string, RegExp][] = [
     /^(errors|rng|data|batches|model|schedule|checkpoint|diagnostics|cpu\/(linear|batchnorm|tanh|embedding|cross_entropy|sgd|types)|gpu\/(abi|shaders|kernels|family|software|gpu|plan|layout|readback|resources|device))\.ts$/,
   ],
   // Models on a backend, and what only needs a model.
-  ["model and backends", /^(cpu\/(model|backend)|gpu\/(model|backend|selftest)|backend|sample)\.ts$/],
+  [
+    "model and backends",
+    /^(cpu\/(model|backend)|gpu\/(model|backend|selftest)|backend|sample)\.ts$/,
+  ],
   // Training: the portable loop, and around it the run directory and figures.
   ["run", /^(training|figures|run|run_dir|files|plots|lab\/.*)\.ts$/],
   ["commands", /^cli\/.*\.ts$/],

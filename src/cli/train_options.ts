@@ -66,6 +66,45 @@ export const TRAIN_FLAGS = {
       help: "hidden blocks, each Linear -> BatchNorm1d -> tanh",
       shown: `seed: ${seed.model.nLayers}, lecture: ${PRESETS.lecture.model.nLayers}`,
     },
+    init: {
+      kind: "choice",
+      arg: "NAME",
+      choices: ["kaiming", "unit"],
+      help: "hidden weights: kaiming, N(0,1) * gain / sqrt(fan_in); or unit, N(0,1) with no " +
+        "fan-in scaling (and so the output weights too, unless --output-scale)",
+      shown: seed.model.init,
+    },
+    gain: {
+      kind: "float",
+      arg: "X",
+      min: Number.MIN_VALUE,
+      max: 100,
+      help: "the gain of the Kaiming initialization of the layers that feed a tanh",
+      shown: "5/3",
+    },
+    "no-batchnorm": {
+      kind: "bool",
+      help: "no BatchNorm anywhere: hidden blocks become Linear (with bias) -> tanh, the " +
+        "output a Linear with bias (the lecture's deep network without BatchNorm)",
+    },
+    "output-scale": {
+      kind: "float",
+      arg: "X",
+      min: Number.MIN_VALUE,
+      max: 100,
+      help: "how small the last layer starts: its BatchNorm's gamma when it has one, else the " +
+        "std of its weights",
+      shown:
+        `seed: ${seed.model.outputGamma} (gamma), lecture: ${PRESETS.lecture.model.outputInit}`,
+    },
+    "bn-momentum": {
+      kind: "float",
+      arg: "X",
+      min: 0,
+      max: 1,
+      help: "how fast the BatchNorm running statistics follow the batches",
+      shown: `seed: ${seed.model.bnMomentum}, lecture: ${PRESETS.lecture.model.bnMomentum}`,
+    },
   },
   "Training (defaults from --preset)": {
     steps: {
@@ -171,6 +210,39 @@ export const TRAIN_FLAGS = {
 
 export type TrainValues = Values<typeof TRAIN_FLAGS>;
 
+/** The model flags over a preset's model; combinations that make no sense are refused. */
+export function resolveModel(
+  model: Omit<ModelConfig, "vocabSize">,
+  values: TrainValues,
+): Omit<ModelConfig, "vocabSize"> {
+  const batchNorm = model.batchNorm && !values["no-batchnorm"];
+  const init = (values.init ?? model.init) as ModelConfig["init"];
+  if (init === "unit" && values.gain !== undefined) {
+    throw new UsageError("--gain scales the Kaiming initialization; --init unit has none");
+  }
+  if (!batchNorm && values["bn-momentum"] !== undefined) {
+    throw new UsageError("--bn-momentum has no BatchNorm to act on with --no-batchnorm");
+  }
+  const outputBatchNorm = model.outputBatchNorm && batchNorm;
+  const scale = values["output-scale"];
+  return {
+    ...model,
+    blockSize: values["block-size"] ?? model.blockSize,
+    nEmbd: values.embd ?? model.nEmbd,
+    nHidden: values.hidden ?? model.nHidden,
+    nLayers: values.layers ?? model.nLayers,
+    batchNorm,
+    init,
+    tanhGain: values.gain ?? model.tanhGain,
+    // Without its BatchNorm the output layer gets a bias, as makemore's Linear has.
+    outputBatchNorm,
+    outputBias: model.outputBias || !outputBatchNorm,
+    outputGamma: outputBatchNorm && scale !== undefined ? scale : model.outputGamma,
+    outputInit: !outputBatchNorm && scale !== undefined ? scale : model.outputInit,
+    bnMomentum: values["bn-momentum"] ?? model.bnMomentum,
+  };
+}
+
 /** Flags over the preset's (or, with --resume, the checkpoint's) settings. */
 export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
   const out = values.out;
@@ -210,13 +282,7 @@ export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
   return {
     dataPath: data ?? DEFAULT_DATA,
     outDir: values.out,
-    model: {
-      ...model,
-      blockSize: values["block-size"] ?? model.blockSize,
-      nEmbd: values.embd ?? model.nEmbd,
-      nHidden: values.hidden ?? model.nHidden,
-      nLayers: values.layers ?? model.nLayers,
-    },
+    model: resolveModel(model, values),
     train: {
       steps: values.steps ?? train.steps,
       batchSize: values["batch-size"] ?? train.batchSize,

@@ -79,6 +79,23 @@ export const KERNEL_CASES: readonly { name: string; config: ModelConfig; batch: 
     batch: 3,
   },
   { name: "seed preset widths", config: { ...PRESETS.seed.model, vocabSize: 27 }, batch: 32 },
+  // The lecture's deep network without BatchNorm: hidden Linear with bias -> tanh.
+  {
+    name: "no BatchNorm, 3 layers, unit init",
+    config: {
+      ...PRESETS.seed.model,
+      vocabSize: 11,
+      nEmbd: 6,
+      nHidden: 23,
+      nLayers: 3,
+      batchNorm: false,
+      init: "unit",
+      outputBatchNorm: false,
+      outputBias: true,
+      outputInit: 0.1,
+    },
+    batch: 9,
+  },
   // 40 rows x 105 vec4 overflow the 64 KiB uniform windows: the storage-buffer kernels.
   {
     name: "wide layers, no windows",
@@ -124,7 +141,10 @@ export async function checkStep(
     layers.forEach((l, i) => {
       const c = cpu.caches[i];
       const g = acts.layers[i];
-      compare(`linear_forward ${i}: h`, l.bn ? g.h : g.t, c.h);
+      // h is kept where a backward needs it: before a BatchNorm. Without one, the kernel
+      // writes h into t, where a tanh then replaces it.
+      if (l.bn) compare(`linear_forward ${i}: h`, g.h, c.h);
+      else if (!l.tanh) compare(`linear_forward ${i}: h`, g.t, c.h);
       compare(`linear_forward ${i}: t`, g.t, c.t);
       if (l.bn) {
         compare(`linear_forward ${i}: batch mean`, g.mean, c.mean);
