@@ -45,7 +45,7 @@ async function open(
   page.on("pageerror", (e) => errors.push(String((e as Error).message ?? e)));
   if (before) await page.evaluateOnNewDocument(before);
   await page.goto(url);
-  await page.waitForFunction(() => window.lab?.ready, { timeout: 30_000 });
+  await page.waitForFunction(() => globalThis.lab?.ready, { timeout: 30_000 });
   return { page, errors };
 }
 
@@ -55,11 +55,11 @@ const message = (page: Page) =>
 /** Waits until the run that a click started is over: finished, paused, or an error shown. */
 async function settle(page: Page, timeout = 300_000): Promise<string> {
   await page.waitForFunction(() => {
-    const phase = window.lab.session.phase;
+    const phase = globalThis.lab.session.phase;
     const m = document.getElementById("message")!;
     return phase === "finished" || phase === "paused" || (!m.hidden && m.className !== "note");
   }, { timeout });
-  return await page.evaluate(() => window.lab.session.phase);
+  return await page.evaluate(() => globalThis.lab.session.phase);
 }
 
 async function setFields(page: Page, fields: Record<string, string>): Promise<void> {
@@ -98,13 +98,13 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
     await t.step(
       "every kernel entry point and variant compiles and validates in Tint",
       async () => {
-        const compiled = await page.evaluate(() => window.lab.compileKernels());
+        const compiled = await page.evaluate(() => globalThis.lab.compileKernels());
         assert(compiled.length >= 12, `compiled ${compiled.join(", ")}`);
       },
     );
 
     await t.step(`the kernels match the CPU reference inside the page (${adapter})`, async () => {
-      const results = await page.evaluate(() => window.lab.checkKernels());
+      const results = await page.evaluate(() => globalThis.lab.checkKernels());
       assert(results.length > 100, `${results.length} comparisons`);
       const bad = results.filter((r) => !(r.error <= r.tolerance));
       assertEquals(bad, [], "every tensor within its tolerance");
@@ -153,7 +153,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
         for (const fig of ["activations", "gradients", "weight-gradients", "update-ratio"]) {
           assert(await page.$(`#fig-${fig} svg`), `the ${fig} figure is drawn`);
         }
-        const entries = await page.evaluate(() => window.lab.session.sinks.entries);
+        const entries = await page.evaluate(() => globalThis.lab.session.sinks.entries);
         const losses = (log: { step: number; loss?: number }[]) =>
           log.filter((e) => e.loss !== undefined).map((e) => [e.step, e.loss!]);
         const mine = losses(entries as { step: number; loss?: number }[]);
@@ -164,7 +164,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
           assert(Math.abs(l - ref) <= 1e-4 * ref, `step ${s}: page ${l}, CLI ${ref}`);
         });
         const cliRun = JSON.parse(await Deno.readTextFile(`${work}/cli/run.json`));
-        const page1 = await page.evaluate(() => window.lab.session.finished!.losses);
+        const page1 = await page.evaluate(() => globalThis.lab.session.finished!.losses);
         for (const split of ["train", "val", "test"] as const) {
           const ref = cliRun.losses[split];
           assert(Math.abs(page1[split] - ref) <= 1e-4 * ref, `${split}: ${page1[split]} vs ${ref}`);
@@ -282,12 +282,12 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       await setFields(page, { steps: "100000" });
       await page.click("#start");
       await page.waitForFunction(
-        () => window.lab.session.trainer && window.lab.session.trainer.step > 0,
+        () => globalThis.lab.session.trainer && globalThis.lab.session.trainer.step > 0,
         {
           timeout: 60_000,
         },
       );
-      await page.evaluate(() => window.lab.loseDevice());
+      await page.evaluate(() => globalThis.lab.loseDevice());
       await page.waitForFunction(
         () => /the GPU device was lost/.test(document.getElementById("message")!.textContent!),
         {
@@ -297,7 +297,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       await page.click("#reset");
       await setFields(page, { steps: "200" });
       await page.click("#start");
-      await page.waitForFunction(() => window.lab.session.phase === "training");
+      await page.waitForFunction(() => globalThis.lab.session.phase === "training");
       assertEquals(await settle(page), "finished", await message(page));
     });
 
@@ -309,7 +309,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       await fresh.page.select("#preset", "lecture");
       await setFields(fresh.page, { steps: "3000" });
       await fresh.page.click("#start");
-      await fresh.page.waitForFunction(() => window.lab.session.phase === "training");
+      await fresh.page.waitForFunction(() => globalThis.lab.session.phase === "training");
       await settle(fresh.page, 600_000);
       await fresh.page.click("#sample");
       await fresh.page.waitForSelector("#samples li");

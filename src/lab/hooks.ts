@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 /**
- * What the lab page exposes as `window.lab`, for its browser tests (tests/browser_test.ts) and
+ * What the lab page exposes as `globalThis.lab`, for its browser tests (tests/browser_test.ts) and
  * for anyone curious in the developer console.
  */
 
@@ -20,7 +20,5 @@ export interface LabHooks {
 }
 
 declare global {
-  interface Window {
-    lab: LabHooks;
-  }
+  var lab: LabHooks;
 }

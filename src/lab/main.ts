@@ -301,7 +301,7 @@ function wire(): void {
 
 async function main(): Promise<void> {
   wire();
-  window.lab = {
+  globalThis.lab = {
     session,
     ready: false,
     // GpuBackend -> GpuModel -> device; destroying it from outside is a loss to the page.
@@ -314,7 +314,7 @@ async function main(): Promise<void> {
   if (!("gpu" in navigator) || !navigator.gpu) say(BROWSER_MESSAGES.noWebGpu);
   else $("adapter").textContent = "WebGPU: available (the adapter is opened when training starts)";
   updateButtons();
-  window.lab.ready = true;
+  globalThis.lab.ready = true;
 }
 
 main().catch((e) => say(e instanceof Error ? e.message : String(e)));
