@@ -39,21 +39,21 @@ const panelTitle = (s: SnapshotSummary, last: number) =>
       s.step === last ? " (end)" : s.step === LECTURE_STEP ? " (where makemore part 3 looks)" : ""
     }`;
 
-/** Density curves, one panel per snapshot, one colored line per series with its own legend. */
-function distributions(
-  title: string,
-  xTitle: string,
-  snapshots: SnapshotSummary[],
-  series: (s: SnapshotSummary) => { label: string; d: Distribution }[],
-): TopLevelSpec {
-  const last = snapshots.at(-1)?.step ?? 0;
+/** One panel of density curves: a title, and a colored line per series. */
+export interface Panel {
+  readonly title: string;
+  readonly series: readonly { readonly label: string; readonly d: Distribution }[];
+}
+
+/** Density curves, one panel above the other, each with its own legend. */
+export function panels(title: string, xTitle: string, list: readonly Panel[]): TopLevelSpec {
   return {
     title: { text: title, fontSize: 16 },
-    vconcat: snapshots.map((s) => ({
-      title: panelTitle(s, last),
+    vconcat: list.map((p) => ({
+      title: p.title,
       width: WIDTH,
       height: 200,
-      data: { values: series(s).flatMap(({ label, d }) => curve(d, label, panelTitle(s, last))) },
+      data: { values: p.series.flatMap(({ label, d }) => curve(d, label, p.title)) },
       mark: { type: "line", interpolate: "monotone" },
       encoding: {
         x: { field: "x", type: "quantitative", title: xTitle, axis: { format: "~g" } },
@@ -69,6 +69,113 @@ function distributions(
     })),
     resolve: { scale: { color: "independent", x: "independent", y: "independent" } },
   };
+}
+
+/** Density curves, one panel per snapshot, one colored line per series. */
+function distributions(
+  title: string,
+  xTitle: string,
+  snapshots: SnapshotSummary[],
+  series: (s: SnapshotSummary) => { label: string; d: Distribution }[],
+): TopLevelSpec {
+  const last = snapshots.at(-1)?.step ?? 0;
+  return panels(
+    title,
+    xTitle,
+    snapshots.map((s) => ({ title: panelTitle(s, last), series: series(s) })),
+  );
+}
+
+/** The curves of several series on one chart: y against x, a colored line per series. */
+export function lines(
+  title: string,
+  axes: { x: string; y: string; logX?: boolean; logY?: boolean; guideY?: number },
+  series: readonly {
+    readonly label: string;
+    readonly points: readonly { x: number; y: number }[];
+  }[],
+): TopLevelSpec {
+  const values = series.flatMap((s) =>
+    s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).map((p) => ({
+      ...p,
+      series: s.label,
+    }))
+  );
+  const layer: TopLevelSpec[] = [{
+    data: { values },
+    mark: { type: "line", strokeWidth: 1.5 },
+    encoding: {
+      x: {
+        field: "x",
+        type: "quantitative",
+        title: axes.x,
+        scale: axes.logX ? { type: "log" } : { zero: false },
+        // Steps read best as 500, 1k, 20k; learning rates as 0.001, 0.01.
+        axis: { format: axes.logX ? "~g" : "~s" },
+      },
+      y: {
+        field: "y",
+        type: "quantitative",
+        title: axes.y,
+        scale: axes.logY ? { type: "log" } : { zero: false },
+      },
+      color: {
+        field: "series",
+        type: "nominal",
+        title: null,
+        sort: null,
+        legend: { labelLimit: 400 },
+      },
+    },
+  } as TopLevelSpec];
+  if (axes.guideY !== undefined) {
+    layer.push({
+      data: { values: [{ y: axes.guideY }] },
+      mark: { type: "rule", strokeDash: [6, 4], color: "black" },
+      encoding: { y: { field: "y", type: "quantitative" } },
+    } as TopLevelSpec);
+  }
+  return {
+    title: { text: title, fontSize: 16 },
+    width: WIDTH,
+    height: 300,
+    layer,
+  } as TopLevelSpec;
+}
+
+/** Points of y against one parameter, with the mean at each value joined by a line. */
+export function scatter(
+  title: string,
+  axes: { x: string; y: string; logX?: boolean },
+  points: readonly { x: number; y: number; label: string }[],
+): TopLevelSpec {
+  const x = {
+    field: "x",
+    type: "quantitative",
+    title: axes.x,
+    scale: axes.logX ? { type: "log" } : { zero: false },
+    axis: { format: "~g" },
+  } as const;
+  return {
+    title: { text: title, fontSize: 16 },
+    width: WIDTH / 2,
+    height: 240,
+    data: { values: points.filter((p) => Number.isFinite(p.y)) },
+    layer: [
+      {
+        mark: { type: "point", filled: true, size: 50 },
+        encoding: {
+          x,
+          y: { field: "y", type: "quantitative", title: axes.y, scale: { zero: false } },
+          tooltip: { field: "label" },
+        },
+      },
+      {
+        mark: { type: "line", color: "#888" },
+        encoding: { x, y: { aggregate: "mean", field: "y", type: "quantitative" } },
+      },
+    ],
+  } as TopLevelSpec;
 }
 
 function lossChart(log: readonly LogEntry[]): TopLevelSpec | null {

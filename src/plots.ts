@@ -11,6 +11,7 @@ import { createRequire } from "node:module";
 import { initWasm, Resvg } from "@resvg/resvg-wasm";
 import "dejavu-fonts-ttf/package.json" with { type: "json" };
 import { UserError } from "./errors.ts";
+import type { TopLevelSpec } from "vega-lite";
 import { figureSpecs, FONT, renderSvg } from "./figures.ts";
 import { writeFileAtomic } from "./files.ts";
 import { readDiagnostics, readLog, readRunReport, REPORT_FILE } from "./run_dir.ts";
@@ -39,8 +40,56 @@ export async function svgToPng(svg: string, zoom = 2): Promise<Uint8Array> {
   return bytes;
 }
 
-const escape = (s: string) =>
+export const escapeHtml = (s: string): string =>
   s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+const escape = escapeHtml;
+
+/** A self-contained HTML page: a title, the body given, and the figures inline. */
+export function htmlPage(title: string, body: string, svgs: ReadonlyMap<string, string>): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title>
+<style>
+body { font-family: "DejaVu Sans", system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; } th, td { text-align: left; padding: 2px 12px 2px 0; }
+th { font-weight: normal; color: #666; } .samples span { color: #888; font-size: 0.85em; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; } tr.best td { font-weight: bold; }
+figure { margin: 2em 0; } svg { max-width: 100%; height: auto; }
+</style></head><body>
+<h1>${escape(title)}</h1>
+${body}
+${svgs.size ? "<h2>Figures</h2>" : ""}
+${[...svgs].map(([name, svg]) => `<figure id="${name}">${svg}</figure>`).join("\n")}
+</body></html>
+`;
+}
+
+/** An HTML table: a header row, then rows of cells (numbers right-aligned). */
+export function htmlTable(
+  headers: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+  rowClass: (i: number) => string = () => "",
+): string {
+  const cell = (v: string | number) =>
+    typeof v === "number" ? `<td class="num">${v}</td>` : `<td>${escape(v)}</td>`;
+  return `<table><tr>${headers.map((h) => `<th>${escape(h)}</th>`).join("")}</tr>${
+    rows.map((r, i) => `<tr class="${rowClass(i)}">${r.map(cell).join("")}</tr>`).join("")
+  }</table>`;
+}
+
+/** Writes each figure as name.svg and name.png into `dir`; returns the SVGs by name. */
+export async function writeFigures(
+  dir: string,
+  specs: ReadonlyMap<string, TopLevelSpec>,
+): Promise<Map<string, string>> {
+  const svgs = new Map<string, string>();
+  for (const [name, spec] of specs) {
+    const svg = await renderSvg(spec);
+    svgs.set(name, svg);
+    await writeFileAtomic(`${dir}/${name}.svg`, svg);
+    await writeFileAtomic(`${dir}/${name}.png`, await svgToPng(svg));
+  }
+  return svgs;
+}
 
 /** A field of a JSON object read back from disk, whatever shape it turned out to have. */
 const field = (o: unknown, key: string): unknown =>
@@ -94,20 +143,7 @@ function reportHtml(run: Record<string, unknown> | null, svgs: Map<string, strin
       })
     }</table>`
     : "<p>(run.json not found: the run has not finished)</p>";
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>makemore-webgpu run</title>
-<style>
-body { font-family: "DejaVu Sans", system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; } th, td { text-align: left; padding: 2px 12px 2px 0; }
-th { font-weight: normal; color: #666; } .samples span { color: #888; font-size: 0.85em; }
-figure { margin: 2em 0; } svg { max-width: 100%; height: auto; }
-</style></head><body>
-<h1>makemore-webgpu run</h1>
-${summary}
-<h2>Figures</h2>
-${[...svgs].map(([name, svg]) => `<figure id="${name}">${svg}</figure>`).join("\n")}
-</body></html>
-`;
+  return htmlPage("makemore-webgpu run", summary, svgs);
 }
 
 /**
@@ -123,15 +159,8 @@ export async function plotRun(dir: string): Promise<string[]> {
   if (log.length === 0 && !diag && !run) {
     throw new UserError(`${dir}: nothing to plot (no log.jsonl, diagnostics.json or run.json)`);
   }
-  const written: string[] = [];
-  const svgs = new Map<string, string>();
-  for (const [name, spec] of figureSpecs(log, diag)) {
-    const svg = await renderSvg(spec);
-    svgs.set(name, svg);
-    await writeFileAtomic(`${dir}/${name}.svg`, svg);
-    await writeFileAtomic(`${dir}/${name}.png`, await svgToPng(svg));
-    written.push(`${name}.png`, `${name}.svg`);
-  }
+  const svgs = await writeFigures(dir, figureSpecs(log, diag));
+  const written = [...svgs.keys()].flatMap((name) => [`${name}.png`, `${name}.svg`]);
   await writeFileAtomic(`${dir}/${REPORT_FILE}`, reportHtml(run, svgs));
   written.push(REPORT_FILE);
   return written;

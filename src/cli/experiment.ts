@@ -1,0 +1,94 @@
+/** `deno task experiment NAME`: the studies of makemore part 3, side by side; see --help. */
+
+import { runAll } from "../batch_runs.ts";
+import { STUDIES, studySpecs, writeStudy } from "../experiments.ts";
+import { runCommand } from "./common.ts";
+import { defineCommand, UsageError, type Values } from "./flags.ts";
+import { DEFAULT_DATA } from "./train_options.ts";
+
+const command = defineCommand({
+  summary: "Run one of makemore part 3's studies: a few short runs, compared in one report.",
+  usage: `deno task experiment NAME [options]   (NAME: ${Object.keys(STUDIES).join(", ")})`,
+  positionals: true,
+  groups: {
+    Options: {
+      out: {
+        kind: "string",
+        arg: "DIR",
+        help: "where the runs and the report go",
+        shown: "experiments/NAME",
+      },
+      data: {
+        kind: "string",
+        arg: "FILE",
+        help: "the data, the same for every run",
+        default: DEFAULT_DATA,
+      },
+      seed: {
+        kind: "int",
+        arg: "N",
+        min: 0,
+        max: 0xffffffff,
+        help: "the seed of every run",
+        default: 42,
+      },
+      jobs: { kind: "int", arg: "N", min: 1, max: 64, help: "runs at a time", default: 1 },
+      steps: {
+        kind: "int",
+        arg: "N",
+        min: 1,
+        help: "train each run this many steps instead of the study's (a quick look)",
+      },
+    },
+  },
+  notes: Object.entries(STUDIES).map(([n, s]) => `${n}: ${s.title}.`).join("\n") +
+    "\nA study run again reuses the runs it finished; Ctrl-C leaves it to resume.",
+});
+
+async function main(values: Values<typeof command.groups>, positionals: string[]): Promise<number> {
+  const [name, ...rest] = positionals;
+  if (!name) throw new UsageError(`which study? one of ${Object.keys(STUDIES).join(", ")}`);
+  if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}'`);
+  const study = STUDIES[name];
+  if (!study) {
+    throw new UsageError(`no study '${name}': one of ${Object.keys(STUDIES).join(", ")}`);
+  }
+  const dir = values.out ?? `experiments/${name}`;
+  if (dir === "") throw new UsageError("--out: no directory given");
+  const steps = values.steps ?? study.steps;
+  const specs = studySpecs({ ...study, steps }, dir, [
+    `--data=${values.data}`,
+    `--seed=${values.seed}`,
+  ]);
+  await Deno.mkdir(`${dir}/runs`, { recursive: true });
+  const stop = new AbortController();
+  const onSignal = () => {
+    console.error("\ninterrupted: stopping the runs (each saves a checkpoint); run again to go on");
+    stop.abort();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  const tty = Deno.stdout.isTerminal();
+  const enc = new TextEncoder();
+  let outcomes;
+  try {
+    console.log(`${study.title}: ${specs.length} runs of ${steps} steps in ${dir}/runs`);
+    outcomes = await runAll(specs, {
+      jobs: values.jobs,
+      signal: stop.signal,
+      progress: (line) =>
+        tty ? Deno.stdout.writeSync(enc.encode(`\r\x1b[2K${line}`)) : console.log(line),
+    });
+    if (tty) console.log("");
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+  }
+  for (const o of outcomes.filter((o) => o.status === "failed")) {
+    console.error(`run ${o.spec.name} failed: ${o.error}`);
+  }
+  const written = await writeStudy(name, { ...study, steps }, dir, outcomes);
+  console.log(`wrote ${written.map((f) => `${dir}/${f}`).join(", ")}`);
+  if (stop.signal.aborted) return 130;
+  return outcomes.some((o) => o.status === "failed") ? 1 : 0;
+}
+
+if (import.meta.main) runCommand(command, main);

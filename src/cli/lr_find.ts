@@ -1,0 +1,167 @@
+/** `deno task lr-find`: the learning-rate range test, and a suggestion; see --help. */
+
+import { openBackend } from "../backend.ts";
+import { makeDataset, parseWords } from "../data.ts";
+import { lines } from "../figures.ts";
+import { readUserFile, writeFileAtomic } from "../files.ts";
+import { findLr } from "../lr_find.ts";
+import { initModel, type PresetName, PRESETS } from "../model.ts";
+import { writeFigures } from "../plots.ts";
+import { Rng } from "../rng.ts";
+import { validateTraining } from "../training.ts";
+import { runCommand } from "./common.ts";
+import { defineCommand, type FlagGroups, UsageError, type Values } from "./flags.ts";
+import { DEFAULT_DATA, resolveModel, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
+
+const T = TRAIN_FLAGS;
+const model = T["Model (defaults from --preset)"];
+const training = T["Training (defaults from --preset)"];
+
+const FLAGS = {
+  "LR range test": {
+    steps: {
+      kind: "int",
+      arg: "N",
+      min: 20,
+      max: 100_000,
+      help: "steps of the ramp",
+      default: 1000,
+    },
+    "lr-min": {
+      kind: "float",
+      arg: "X",
+      min: 1e-9,
+      help: "the first learning rate",
+      default: 1e-3,
+    },
+    "lr-max": {
+      kind: "float",
+      arg: "X",
+      min: 1e-9,
+      max: 1e3,
+      help: "the last learning rate",
+      default: 1,
+    },
+    out: {
+      kind: "string",
+      arg: "DIR",
+      help: "where lr-find.json and the figures go",
+      default: "lr-find",
+    },
+    json: { kind: "bool", help: "print the result as JSON" },
+  },
+  Data: { data: T["Data and output"].data },
+  "Model (defaults from --preset)": model,
+  Training: {
+    "batch-size": training["batch-size"],
+    seed: training.seed,
+    backend: training.backend,
+    kernels: training.kernels,
+  },
+} as const satisfies FlagGroups;
+
+const command = defineCommand({
+  summary: "Find a learning rate: train with one that grows exponentially, and watch the loss " +
+    "and the update-to-data ratio.",
+  usage: "deno task lr-find [options]",
+  groups: FLAGS,
+  notes: "The suggestion is where the update-to-data ratio, log10(std(lr * grad) / std(weight)) " +
+    "(the median over the weights, smoothed), reaches 1e-3, as makemore part 3 advises; the " +
+    "loss against the learning rate (makemore part 2's plot) is printed beside it.",
+});
+
+async function main(values: Values<typeof command.groups>): Promise<void> {
+  if (values["lr-max"] <= values["lr-min"]) {
+    throw new UsageError(
+      `--lr-max (${values["lr-max"]}) must be above --lr-min (${values["lr-min"]})`,
+    );
+  }
+  const preset = PRESETS[(values.preset ?? "seed") as PresetName];
+  const m = resolveModel(preset.model, values as unknown as TrainValues);
+  const seed = values.seed ?? 42;
+  const batchSize = values["batch-size"] ?? preset.train.batchSize;
+  const path = values.data ?? DEFAULT_DATA;
+  const words = parseWords(await readUserFile(path), path);
+  const dataset = makeDataset(words, m.blockSize, seed);
+  const config = { ...m, vocabSize: dataset.vocab.size };
+  validateTraining(config, { ...preset.train, batchSize }, dataset);
+  await Deno.mkdir(values.out, { recursive: true });
+  const backend = await openBackend({
+    kind: values.backend as "webgpu" | "cpu",
+    config,
+    batchSize,
+    kernels: values.kernels as "auto",
+  });
+  try {
+    const init = initModel(config, new Rng((seed + 1) >>> 0));
+    backend.setParams(init.params, init.buffers);
+    const r = await findLr(backend, dataset.examples.train, new Rng((seed + 2) >>> 0), {
+      lrMin: values["lr-min"],
+      lrMax: values["lr-max"],
+      steps: values.steps,
+      batchSize,
+    });
+    await writeFileAtomic(`${values.out}/lr-find.json`, JSON.stringify(r) + "\n");
+    const figures = await writeFigures(
+      values.out,
+      new Map([
+        [
+          "lr-find-loss",
+          lines("Loss against the learning rate (smoothed)", {
+            x: "learning rate",
+            y: "loss",
+            logX: true,
+          }, [
+            {
+              label: "loss, smoothed",
+              points: r.lrs.map((lr, i) => ({ x: lr, y: r.smoothed[i] })),
+            },
+          ]),
+        ],
+        [
+          "lr-find-ratio",
+          lines("Update-to-data ratio against the learning rate", {
+            x: "learning rate",
+            y: "log10 ratio (median over the weights)",
+            logX: true,
+            guideY: -3,
+          }, [
+            { label: "median", points: r.ratios.map((q) => ({ x: q.lr, y: q.median })) },
+            { label: "smoothed", points: r.ratios.map((q) => ({ x: q.lr, y: q.smoothed })) },
+          ]),
+        ],
+      ]),
+    );
+    if (values.json) {
+      console.log(JSON.stringify({ suggestion: r.suggestion, best: r.best, diverged: r.diverged }));
+      return;
+    }
+    // The evidence: a dozen points of the ramp.
+    console.log("learning rate   loss (smoothed)   update:data (log10, median)");
+    const picks = 12;
+    for (let j = 0; j < picks; j++) {
+      const q = r.ratios[Math.round((j * (r.ratios.length - 1)) / (picks - 1))];
+      if (!q) break;
+      const i = r.lrs.indexOf(q.lr);
+      console.log(
+        `${q.lr.toExponential(2).padStart(13)}   ${r.smoothed[i].toFixed(4).padStart(15)}   ${
+          q.smoothed.toFixed(2).padStart(8)
+        }`,
+      );
+    }
+    console.log(
+      `lowest smoothed loss ${r.best.loss.toFixed(4)} at lr ${r.best.lr.toPrecision(3)}` +
+        (r.diverged !== null ? `; diverged at lr ${r.lrs[r.diverged].toPrecision(3)}` : ""),
+    );
+    console.log(`suggested learning rate: ${r.suggestion.lr.toPrecision(2)} (${r.suggestion.why})`);
+    console.log(
+      `wrote ${values.out}/lr-find.json, ${
+        [...figures.keys()].map((f) => `${values.out}/${f}.png`).join(", ")
+      }`,
+    );
+  } finally {
+    backend.destroy();
+  }
+}
+
+if (import.meta.main) runCommand(command, main);
