@@ -67,7 +67,7 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
   let qc = min(q, op.out_q - 1u);
   let bn = (op.flags & HAS_BN) != 0u;
   let tanh_out = (op.flags & HAS_TANH) != 0u;
-  let batch_stats = bn && (step.mode == MODE_TRAIN || step.stats_layer == op.index);
+  let batch_stats = bn && step.mode == MODE_TRAIN;
   // Row blocks of RB rows are dealt out round-robin: block lid.y * groups.y + wg.y, so that a
   // grid with several row groups (possible without batch statistics) keeps every workgroup busy.
   let first = (lid.y * groups.y + wg.y) * RB;

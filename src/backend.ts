@@ -14,8 +14,8 @@ import type { ModelConfig } from "./model.ts";
 
 export type BackendKind = "webgpu" | "cpu";
 /** Which WebGPU kernels: chosen by the adapter (`auto`), or forced. */
-export type KernelChoice = "auto" | "software";
-export const KERNEL_CHOICES: readonly KernelChoice[] = ["auto", "software"];
+export type KernelChoice = "auto" | "software" | "gpu";
+export const KERNEL_CHOICES: readonly KernelChoice[] = ["auto", "software", "gpu"];
 
 /** What a chunk of training steps returns. */
 export interface ChunkResult {
@@ -57,10 +57,11 @@ export interface Backend {
   /** Mean loss over a split in evaluation mode (NaN for an empty split). */
   evaluate(ex: Examples): Promise<number>;
   /**
-   * Running BatchNorm statistics := the exact statistics over the examples. If `signal`
-   * aborts, it stops between passes, leaving the statistics partly set.
+   * Running BatchNorm statistics := the exact statistics over the examples; resolves to the
+   * mean loss over them with the new statistics. If `signal` aborts, it stops between passes
+   * (NaN, the statistics partly set).
    */
-  calibrate(ex: Examples, signal?: AbortSignal): Promise<void>;
+  calibrate(ex: Examples, signal?: AbortSignal): Promise<number>;
   /** Resolves, with the reason, if the device is lost (not when destroy() ends it). */
   readonly lost?: Promise<string>;
   destroy(): void;

@@ -348,14 +348,15 @@ export class Trainer {
    */
   async finish(signal?: AbortSignal): Promise<Finished | null> {
     const { schedule, backend, dataset, reporter, config } = this.#s;
+    const ex = dataset.examples;
+    let train: number;
     if (schedule.calibrate && !this.#calibrated) {
+      // Calibrating the training split evaluates it on the way (src/gpu/passes.ts).
       reporter.note("calibrating BatchNorm statistics over the training split");
-      await backend.calibrate(dataset.examples.train, signal);
+      train = await backend.calibrate(ex.train, signal);
       if (signal?.aborted) return null;
       this.#calibrated = true;
-    }
-    const ex = dataset.examples;
-    const train = await backend.evaluate(ex.train);
+    } else train = await backend.evaluate(ex.train);
     const val = signal?.aborted ? NaN : await backend.evaluate(ex.val);
     const test = signal?.aborted ? NaN : await backend.evaluate(ex.test);
     if (signal?.aborted) return null;

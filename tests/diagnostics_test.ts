@@ -14,6 +14,7 @@ import {
   summarize,
   updateRatio,
 } from "../src/diagnostics.ts";
+import type { FamilyName } from "../src/gpu/family.ts";
 import { GpuModel } from "../src/gpu/model.ts";
 import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
@@ -42,12 +43,17 @@ const ds = makeDataset(parseWords(new TextEncoder().encode(names), "names.txt"),
  * moments of every weight (update ratios) on the steps asked for, and the snapshot of the last.
  * `kernels` names the DIAG variants the shapes must select (windowed, or not).
  */
-async function checkDiagnostics(config: ModelConfig, B: number, kernels: string[]) {
+async function checkDiagnostics(
+  config: ModelConfig,
+  B: number,
+  kernels: string[],
+  family: FamilyName = "software",
+) {
   const steps = 5;
   const dsB = makeDataset(ds.words, config.blockSize, 42);
   const batches = drawBatches(new Rng(3), dsB.examples.train, steps, B);
   const lrs = new Array(steps).fill(0.1);
-  await using m = await modelPair(config, { batchSize: B, chunkSteps: steps, initSeed: 4 });
+  await using m = await modelPair(config, { batchSize: B, chunkSteps: steps, initSeed: 4, family });
   const used = m.gpu.stepDispatches(true).map((d) => d.kernel);
   for (const k of kernels) assert(used.includes(k), `the shapes select ${k}: ${used}`);
   const got = await m.gpu.trainChunk(batches, lrs, { moments: [0, 2, 4], snapshot: true });
@@ -140,6 +146,14 @@ Deno.test("diagnostics (storage-buffer DIAG kernels): the GPU's moments and snap
     },
     40,
     ["linearBackwardDiag", "embeddingBackwardDiag"],
+  ));
+
+Deno.test("diagnostics (gpu kernels): the GPU's moments and snapshot match the CPU's", () =>
+  checkDiagnostics(
+    { ...PRESETS.seed.model, vocabSize: ds.vocab.size, nHidden: 40, nLayers: 3 },
+    32,
+    ["matmulBackwardDiag", "embeddingBackwardDiag"],
+    "gpu",
   ));
 
 Deno.test("diagnostics: collecting them leaves training bit-for-bit unchanged", async () => {

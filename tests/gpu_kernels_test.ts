@@ -7,7 +7,8 @@
 
 import { CpuModel } from "../src/cpu/model.ts";
 import { UserError } from "../src/errors.ts";
-import { GpuModel } from "../src/gpu/model.ts";
+import type { FamilyName } from "../src/gpu/family.ts";
+import { FAMILIES, GpuModel } from "../src/gpu/model.ts";
 import { checkStep, type Comparison, KERNEL_CASES } from "../src/gpu/selftest.ts";
 import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
@@ -36,34 +37,60 @@ function assertComparisons(label: string, list: readonly Comparison[]): void {
   );
 }
 
-for (const { name, config, batch } of KERNEL_CASES) {
-  Deno.test(`kernels (${name}, batch ${batch}): each kernel's output matches the CPU reference`, async () =>
-    assertComparisons(name, await checkStep(await gpu(), config, batch)));
+const FAMILY_NAMES = Object.keys(FAMILIES) as FamilyName[];
+
+for (const family of FAMILY_NAMES) {
+  for (const { name, config, batch } of KERNEL_CASES) {
+    Deno.test(`kernels (${family}: ${name}, batch ${batch}): each kernel's output matches the CPU reference`, async () =>
+      assertComparisons(name, await checkStep(await gpu(), config, batch, family)));
+  }
 }
 
-Deno.test("kernels: evaluation and BatchNorm calibration match the CPU reference", async () => {
-  const config: ModelConfig = {
-    ...PRESETS.seed.model,
-    vocabSize: 11,
-    blockSize: 2,
-    nEmbd: 3,
-    nHidden: 17,
-    nLayers: 2,
-  };
-  await using m = await modelPair(config, { batchSize: 4, evalRows: 1500, initSeed: 8 });
-  const rng = new Rng(9);
-  const n = 5000; // more than one evaluation pass, with a ragged last one
-  const ex = { x: randInts(rng, n * 2, 11), y: randInts(rng, n, 11), n, blockSize: 2 };
-  const before = await m.gpu.evaluate(ex);
-  assertClose("evaluate, before", [before], [m.cpu.evaluate(ex)], TOL);
-  await m.gpu.calibrate(ex);
-  m.cpu.calibrate(ex);
-  const got = await m.gpu.getParams();
-  assertClose("calibrated running statistics", got.buffers, Float32Array.from(m.cpu.buffers), TOL);
-  const after = await m.gpu.evaluate(ex);
-  assertClose("evaluate, after", [after], [m.cpu.evaluate(ex)], TOL);
-  assert(Math.abs(after - before) > 1e-3, "calibration changed the statistics");
-});
+for (const family of FAMILY_NAMES) {
+  Deno.test(`kernels (${family}): evaluation and BatchNorm calibration match the CPU reference`, async () => {
+    const small = { ...PRESETS.seed.model, vocabSize: 11, blockSize: 2, nEmbd: 3, nHidden: 17 };
+    const configs: [string, ModelConfig][] = [
+      ["every layer with BatchNorm", { ...small, nLayers: 2 }],
+      ["output without BatchNorm", { ...PRESETS.lecture.model, ...small, outputInit: 0.3 }],
+      ["no BatchNorm at all", {
+        ...small,
+        nLayers: 2,
+        batchNorm: false,
+        outputBatchNorm: false,
+        outputBias: true,
+      }],
+    ];
+    for (const [name, config] of configs) {
+      await using m = await modelPair(config, {
+        batchSize: 4,
+        evalRows: 1500,
+        initSeed: 8,
+        family,
+      });
+      const rng = new Rng(9);
+      // More rows than one submit takes (SUBMIT_ROWS), and a ragged last pass.
+      const n = 40_000;
+      const ex = { x: randInts(rng, n * 2, 11), y: randInts(rng, n, 11), n, blockSize: 2 };
+      const before = await m.gpu.evaluate(ex);
+      assertClose(`${name}: evaluate, before`, [before], [m.cpu.evaluate(ex)], TOL);
+      const calibrated = await m.gpu.calibrate(ex);
+      m.cpu.calibrate(ex);
+      const got = await m.gpu.getParams();
+      assertClose(
+        `${name}: running statistics`,
+        got.buffers,
+        Float32Array.from(m.cpu.buffers),
+        TOL,
+      );
+      const cpuAfter = m.cpu.evaluate(ex);
+      assertClose(`${name}: the loss calibrate returns`, [calibrated], [cpuAfter], TOL);
+      assertClose(`${name}: evaluate, after`, [await m.gpu.evaluate(ex)], [cpuAfter], TOL);
+      const bn = m.gpu.layout.layers.some((l) => l.bn);
+      const moved = got.buffers.some((v, j) => Math.abs(v - m.init.buffers[j]) > 1e-3);
+      assert(moved === bn, `${name}: calibration set the statistics there are`);
+    }
+  });
+}
 
 /**
  * llvmpipe silently stops an invocation's loops after 65,536 iterations. The plan's guard

@@ -16,6 +16,8 @@ import { batchOf, drawBatches } from "../src/batches.ts";
 import { makeDataset, parseWords } from "../src/data.ts";
 import { learningRate, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
+import type { FamilyName } from "../src/gpu/family.ts";
+import { FAMILIES } from "../src/gpu/model.ts";
 import { assert, assertClose, type ModelPair, modelPair } from "./util.ts";
 
 const ds = makeDataset(parseWords(new TextEncoder().encode(names), "names.txt"), 3, 42);
@@ -69,33 +71,40 @@ async function compareTensors(m: ModelPair, when: string, tol: number): Promise<
   }
 }
 
-for (const [name, config] of configs) {
-  Deno.test(`training step (${name}): every tensor equals the CPU's, through a decay inside a chunk`, async () => {
-    const B = 32;
-    const steps = 60;
-    const batches = drawBatches(new Rng(7), ds.examples.train, steps, B);
-    // The decay falls in the middle of the second chunk, so a chunk runs steps at two rates.
-    const train = { ...PRESETS.seed.train, lr: 0.2, lrFinal: 0.02, decayAt: 37 };
-    const lrs = Array.from({ length: steps }, (_, s) => learningRate(train, s));
-    await using m = await modelPair(config, { batchSize: B, chunkSteps: 25, initSeed: 6 });
-    const cpuLosses: number[] = [];
-    for (let s = 0; s < steps; s++) {
-      const { ctx, targets } = batchOf(batches, s, B, 3);
-      cpuLosses.push(m.cpu.step(ctx, targets, lrs[s]));
-      if (s === 0) {
-        await m.gpu.trainChunk(batches.slice(0, B * 4), [lrs[0]]);
-        await compareTensors(m, "after 1 step", 1e-6);
+for (const family of Object.keys(FAMILIES) as FamilyName[]) {
+  for (const [name, config] of configs) {
+    Deno.test(`training step (${family} kernels, ${name}): every tensor equals the CPU's, through a decay inside a chunk`, async () => {
+      const B = 32;
+      const steps = 60;
+      const batches = drawBatches(new Rng(7), ds.examples.train, steps, B);
+      // The decay falls in the middle of the second chunk, so a chunk runs steps at two rates.
+      const train = { ...PRESETS.seed.train, lr: 0.2, lrFinal: 0.02, decayAt: 37 };
+      const lrs = Array.from({ length: steps }, (_, s) => learningRate(train, s));
+      await using m = await modelPair(config, {
+        batchSize: B,
+        chunkSteps: 25,
+        initSeed: 6,
+        family,
+      });
+      const cpuLosses: number[] = [];
+      for (let s = 0; s < steps; s++) {
+        const { ctx, targets } = batchOf(batches, s, B, 3);
+        cpuLosses.push(m.cpu.step(ctx, targets, lrs[s]));
+        if (s === 0) {
+          await m.gpu.trainChunk(batches.slice(0, B * 4), [lrs[0]]);
+          await compareTensors(m, "after 1 step", 1e-6);
+        }
       }
-    }
-    // Steps 2..60 in chunks of 24, 25 and 10; each submitted before the one before is read.
-    const per = B * 4;
-    const chunk = (from: number, to: number) =>
-      m.gpu.trainChunk(batches.slice(from * per, to * per), lrs.slice(from, to));
-    const parts = [chunk(1, 25), chunk(25, 50), chunk(50, steps)];
-    const gpuLosses = [cpuLosses[0]];
-    for (const p of parts) gpuLosses.push(...(await p).losses);
-    await compareTensors(m, `after ${steps} steps`, TOL);
-    assertClose("the losses of every step", gpuLosses, cpuLosses, TOL);
-    assert(cpuLosses.at(-1)! < cpuLosses[0], "training lowered the loss");
-  });
+      // Steps 2..60 in chunks of 24, 25 and 10; each submitted before the one before is read.
+      const per = B * 4;
+      const chunk = (from: number, to: number) =>
+        m.gpu.trainChunk(batches.slice(from * per, to * per), lrs.slice(from, to));
+      const parts = [chunk(1, 25), chunk(25, 50), chunk(50, steps)];
+      const gpuLosses = [cpuLosses[0]];
+      for (const p of parts) gpuLosses.push(...(await p).losses);
+      await compareTensors(m, `after ${steps} steps`, TOL);
+      assertClose("the losses of every step", gpuLosses, cpuLosses, TOL);
+      assert(cpuLosses.at(-1)! < cpuLosses[0], "training lowered the loss");
+    });
+  }
 }

@@ -62,7 +62,7 @@ class CpuBackend implements Backend {
 
   calibrate(ex: Examples) {
     this.#model.calibrate(ex);
-    return Promise.resolve();
+    return this.evaluate(ex);
   }
 
   destroy() {}

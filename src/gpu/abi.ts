@@ -80,7 +80,6 @@ export const STEP = new Struct(
     ["data", "u32", "index in D of this pass's contexts [rows][block], then its targets [rows]"],
     ["loss", "u32", "index in Host where this pass writes its loss (or partial losses)"],
     ["mode", "u32", "MODE_TRAIN or MODE_EVAL"],
-    ["stats_layer", "u32", "in MODE_EVAL: the layer that measures its batch statistics, or NONE"],
     ["diag", "u32", "DIAG kernels: index in Host of this step's moments, or NONE"],
     ["snap", "u32", "DIAG kernels: index in Host of this step's snapshot, or NONE"],
   ] as const,
@@ -94,7 +93,7 @@ export const OP = new Struct(
   "Op",
   "One layer (or the embedding, or the loss), as the kernels see it.",
   [
-    ["index", "u32", "layer number (compared with Step.stats_layer)"],
+    ["index", "u32", "layer number"],
     ["flags", "u32", "HAS_BIAS | HAS_BN | HAS_TANH"],
     ["n_in", "u32", "input features"],
     ["n_out", "u32", "output features"],

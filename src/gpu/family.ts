@@ -7,12 +7,14 @@
  * - `software` (src/gpu/software.ts): shaped for CPU rasterizers (llvmpipe, SwiftShader), where
  *   a dispatch costs tens of microseconds and memory loads dominate: few, fused dispatches of
  *   8-lane workgroups, each invocation looping over many rows.
+ * - `gpu` (src/gpu/gpu.ts): shaped for real GPUs: workgroups of 64 and 256 invocations, one
+ *   output vec4 per few invocations, sums over the batch reduced in workgroup memory, short loops.
  */
 
 import type { Constant } from "./abi.ts";
 import type { Plan } from "./plan.ts";
 
-export type FamilyName = "software";
+export type FamilyName = "software" | "gpu";
 
 /** One compiled kernel: its file, entry point, override constants and workgroup size. */
 export interface EntryPoint {
@@ -49,12 +51,16 @@ export interface KernelFamily {
   layerShape(inQ: number, outQ: number): { dwGroups: number; momentFloats: number };
   /** Floats of the embedding's DIAG moment partials, for a vocab x embd table. */
   embeddingMomentFloats(vocab: number, embd: number): number;
-  /** The embedding and each layer up to `upTo` (default: all), over `rows` rows. */
-  forward(plan: Plan, rows: number, train: boolean, upTo?: number): Dispatch[];
+  /** The embedding's forward over `rows` rows. */
+  embed(plan: Plan, rows: number): Dispatch;
+  /** Layer i's forward: training (batch statistics) or evaluation (running statistics). */
+  layer(plan: Plan, i: number, rows: number, train: boolean): Dispatch[];
   /** The loss (and, training, its gradient), with the number of partial losses it writes. */
   loss(plan: Plan, rows: number, train: boolean): { dispatch: Dispatch; partials: number };
   /** Every layer's backward and the embedding's, with SGD; `diag`: the DIAG variants. */
   backward(plan: Plan, diag: boolean): Dispatch[];
+  /** The rows an evaluation pass through layers first..last runs fastest with. */
+  evalRows(plan: Plan, first: number, last: number): number;
   /**
    * The loop iterations of the busiest invocation of a dispatch, counted as llvmpipe counts
    * them: every iteration of every loop, plus the final test of each loop it enters.
@@ -64,3 +70,9 @@ export interface KernelFamily {
 
 /** A loop of n iterations, as llvmpipe's limiter counts it (n passes and the exit test). */
 export const loop = (n: number): number => n + 1;
+
+/** The forward of a whole pass: the embedding, then every layer. */
+export function forward(plan: Plan, rows: number, train: boolean): Dispatch[] {
+  const f = plan.family;
+  return [f.embed(plan, rows), ...plan.layers.flatMap((_, i) => f.layer(plan, i, rows, train))];
+}

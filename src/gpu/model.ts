@@ -15,19 +15,24 @@ import type { Moments, Snapshot } from "../diagnostics.ts";
 import type { ModelConfig, ModelLayout } from "../model.ts";
 import { C, STEP, type StepValues, UNIFORM_STRIDE } from "./abi.ts";
 import type { Gpu } from "./device.ts";
-import type { Dispatch, FamilyName, KernelFamily } from "./family.ts";
+import { type Dispatch, type FamilyName, forward, type KernelFamily } from "./family.ts";
 import { createKernels, type Kernels } from "./kernels.ts";
 import { roundUp4 } from "./layout.ts";
-import { DIAG_SLOTS, EVAL_PASSES, LLVMPIPE_LOOP_CAP, type Plan, planModel } from "./plan.ts";
+import { gpu as gpuFamily } from "./gpu.ts";
+import { calibrate, evaluate, type PassContext } from "./passes.ts";
+import { DIAG_SLOTS, LLVMPIPE_LOOP_CAP, type Plan, planModel } from "./plan.ts";
 import { mapFloats, readFloats, staging, unpad } from "./readback.ts";
 import { createResources, type Resources } from "./resources.ts";
 import { software } from "./software.ts";
 
-export const FAMILIES: Readonly<Record<FamilyName, KernelFamily>> = { software };
+export const FAMILIES: Readonly<Record<FamilyName, KernelFamily>> = { software, gpu: gpuFamily };
 
-/** The family an adapter gets unless one is forced. */
-export function defaultFamily(_gpu: Gpu): KernelFamily {
-  return software;
+/**
+ * The family an adapter gets unless one is forced: software rasterizers (llvmpipe, SwiftShader)
+ * the one shaped for them, real GPUs the other.
+ */
+export function defaultFamily(gpu: Gpu): KernelFamily {
+  return gpu.adapter.fallback ? software : gpuFamily;
 }
 
 /** The limits an adapter imposes on a plan. */
@@ -115,15 +120,7 @@ export class GpuModel {
   }
 
   #writeStep(slot: number, s: Partial<StepValues> & Pick<StepValues, "rows" | "mode">): void {
-    const values: StepValues = {
-      lr: 0,
-      data: 0,
-      loss: 0,
-      stats_layer: C.NONE,
-      diag: C.NONE,
-      snap: C.NONE,
-      ...s,
-    };
+    const values: StepValues = { lr: 0, data: 0, loss: 0, diag: C.NONE, snap: C.NONE, ...s };
     this.device.queue.writeBuffer(this.#res.steps, slot * UNIFORM_STRIDE, STEP.pack(values));
   }
 
@@ -132,7 +129,7 @@ export class GpuModel {
     const f = this.family;
     const B = this.batchSize;
     return [
-      ...f.forward(this.plan, B, true),
+      ...forward(this.plan, B, true),
       f.loss(this.plan, B, true).dispatch,
       ...f.backward(this.plan, diag),
     ];
@@ -272,112 +269,31 @@ export class GpuModel {
     };
   }
 
-  /** Uploads up to EVAL_PASSES passes of examples; returns each pass's row count. */
-  #uploadPasses(ex: Examples, from: number, statsLayer: number = C.NONE): number[] {
-    const T = this.config.blockSize;
-    const out: number[] = [];
-    const data = new Int32Array(EVAL_PASSES * this.evalRows * (T + 1));
-    let at = 0;
-    for (let p = 0, row = from; p < EVAL_PASSES && row < ex.n; p++, row += this.evalRows) {
-      const rows = Math.min(this.evalRows, ex.n - row);
-      data.set(ex.x.subarray(row * T, (row + rows) * T), at);
-      data.set(ex.y.subarray(row, row + rows), at + rows * T);
-      this.#writeStep(p, {
-        rows,
-        data: at,
-        loss: p * this.family.maxLossGroups,
-        mode: C.MODE_EVAL,
-        stats_layer: statsLayer,
-      });
-      at += rows * (T + 1);
-      out.push(rows);
-    }
-    this.device.queue.writeBuffer(this.#res.data, 0, data, 0, at);
-    return out;
+  /** What the whole-split passes (src/gpu/passes.ts) need of this model. */
+  #passContext(): PassContext {
+    return {
+      device: this.device,
+      plan: this.plan,
+      res: this.#res,
+      parity: this.#parity,
+      encode: (pass, list) => this.encode(pass, list),
+      bindStep: (pass, slot) => this.bindStep(pass, slot),
+      writeStep: (slot, values) => this.#writeStep(slot, values),
+    };
   }
 
   /** Mean loss over all examples, in evaluation mode (running BatchNorm statistics). */
-  async evaluate(ex: Examples): Promise<number> {
-    if (ex.n === 0) return NaN;
-    const f = this.family;
-    let total = 0;
-    for (let row = 0; row < ex.n; row += EVAL_PASSES * this.evalRows) {
-      const passes = this.#uploadPasses(ex, row);
-      const enc = this.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      const partials = passes.map((rows, p) => {
-        const loss = f.loss(this.plan, rows, false);
-        this.bindStep(pass, p);
-        this.encode(pass, [...f.forward(this.plan, rows, false), loss.dispatch]);
-        return loss.partials;
-      });
-      pass.end();
-      this.device.queue.submit([enc.finish()]);
-      const losses = await readFloats(
-        this.device,
-        this.#res.host,
-        0,
-        passes.length * f.maxLossGroups,
-      );
-      partials.forEach((n, p) => {
-        for (let g = 0; g < n; g++) total += losses[p * f.maxLossGroups + g];
-      });
-    }
-    return total / ex.n;
+  evaluate(ex: Examples): Promise<number> {
+    return evaluate(this.#passContext(), ex);
   }
 
   /**
-   * Sets every BatchNorm's running statistics to the exact statistics of its input over all
-   * the examples, layer by layer (each layer's inputs normalized with the statistics already
-   * set for the layers before it), as makemore does after training. Each pass measures one
-   * chunk's mean and variance; the chunks are combined on the CPU in float64. An abort stops
-   * it between layers.
+   * Sets every BatchNorm's running statistics to the exact statistics of its input over the
+   * examples, layer by layer, as makemore does after training; resolves to the mean loss over
+   * them with the new statistics (NaN if `signal` stopped it).
    */
-  async calibrate(ex: Examples, signal?: AbortSignal): Promise<void> {
-    if (ex.n === 0) return;
-    const { regions, ops } = this.plan;
-    for (let i = 0; i < this.layout.layers.length; i++) {
-      if (!this.layout.layers[i].bn) continue;
-      if (signal?.aborted) return;
-      const f = ops[i + 1];
-      const n = f.out_q * 4;
-      let count = 0;
-      const mean = new Float64Array(n);
-      const m2 = new Float64Array(n);
-      for (let row = 0; row < ex.n; row += EVAL_PASSES * this.evalRows) {
-        const passes = this.#uploadPasses(ex, row, i);
-        const d = this.device;
-        const buf = staging(d, passes.length * 2 * n * 4);
-        // Each pass's statistics are copied out before the next pass overwrites them.
-        const enc = d.createCommandEncoder();
-        passes.forEach((rows, p) => {
-          const pass = enc.beginComputePass();
-          this.bindStep(pass, p);
-          this.encode(pass, this.family.forward(this.plan, rows, false, i));
-          pass.end();
-          const from = regions.stats[i] * 16;
-          enc.copyBufferToBuffer(this.#res.activations[i % 2], from, buf, p * 2 * n * 4, 2 * n * 4);
-        });
-        d.queue.submit([enc.finish()]);
-        const stats = await mapFloats(buf);
-        passes.forEach((rows, p) => {
-          // Chan et al.'s pairwise update of (count, mean, M2).
-          const total = count + rows;
-          for (let j = 0; j < n; j++) {
-            const m = stats[p * 2 * n + j];
-            const chunkM2 = stats[p * 2 * n + n + j] * Math.max(rows - 1, 1);
-            const delta = m - mean[j];
-            mean[j] += (delta * rows) / total;
-            m2[j] += chunkM2 + (delta * delta * count * rows) / total;
-          }
-          count = total;
-        });
-      }
-      const q = this.device.queue;
-      const P = this.#res.params[this.#parity];
-      q.writeBuffer(P, f.run_mean * 16, Float32Array.from(mean));
-      q.writeBuffer(P, f.run_var * 16, Float32Array.from(m2, (v) => v / Math.max(count - 1, 1)));
-    }
+  calibrate(ex: Examples, signal?: AbortSignal): Promise<number> {
+    return calibrate(this.#passContext(), ex, signal);
   }
 
   /** Uploads parameters and running statistics given in the CPU layout (src/model.ts). */

@@ -15,13 +15,15 @@
 import { UserError } from "../errors.ts";
 import { type LayerSpec, type ModelConfig, type ModelLayout, modelLayout } from "../model.ts";
 import { C, type OpValues } from "./abi.ts";
-import type { Dispatch, KernelFamily } from "./family.ts";
+import { type Dispatch, forward, type KernelFamily } from "./family.ts";
 import { type GpuLayouts, gpuLayouts, roundUp4 } from "./layout.ts";
 
 /** Steps of one chunk that may collect moments (diagnostics). */
 export const DIAG_SLOTS = 8;
-/** Evaluation passes encoded per submit. */
-export const EVAL_PASSES = 16;
+/** Evaluation passes encoded per submit, at most. */
+export const EVAL_PASSES = 256;
+/** Rows of the evaluation passes of one submit, at most (it bounds D and the readbacks). */
+export const SUBMIT_ROWS = 32_768;
 /** llvmpipe stops the loops of an invocation after this many iterations (src/gpu/software.ts). */
 export const LLVMPIPE_LOOP_CAP = 65_536;
 
@@ -222,23 +224,21 @@ function opValues(
   return { ops, momentsSize: moments, snapSize: snap };
 }
 
-/** Every dispatch a pass of `rows` rows may make: a training step (with or without DIAG) and
- * the evaluation and calibration passes. */
+/**
+ * Every dispatch a pass of `rows` rows may make: a training step (with or without DIAG), and
+ * an evaluation pass.
+ */
 export function allDispatches(plan: Plan, rows: number): Dispatch[] {
   const f = plan.family;
   const at = { ...plan, batchSize: rows };
-  const list = [
-    ...f.forward(at, rows, true),
+  return [
+    ...forward(at, rows, true),
     f.loss(at, rows, true).dispatch,
     ...f.backward(at, false),
     ...f.backward(at, true),
-    ...f.forward(at, rows, false),
+    ...forward(at, rows, false),
     f.loss(at, rows, false).dispatch,
   ];
-  plan.layers.forEach((l, i) => {
-    if (l.bn) list.push(...f.forward(at, rows, false, i));
-  });
-  return list;
 }
 
 /**
@@ -299,7 +299,7 @@ export function planModel(config: ModelConfig, family: KernelFamily, opts: PlanO
       },
       dataInts: Math.max(
         opts.chunkSteps * batchSize * (config.blockSize + 1),
-        EVAL_PASSES * evalRows * (config.blockSize + 1),
+        (SUBMIT_ROWS + evalRows) * (config.blockSize + 1),
       ),
       stepSlots: Math.max(opts.chunkSteps, EVAL_PASSES),
     };

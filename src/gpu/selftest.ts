@@ -187,12 +187,14 @@ export async function checkStep(
   }
 }
 
-/** Every case of KERNEL_CASES; the comparisons of each, named by it. */
-export async function checkKernels(gpu: Gpu, family?: FamilyName): Promise<Comparison[]> {
+/** Every case of KERNEL_CASES, for every kernel family; the comparisons, named. */
+export async function checkKernels(gpu: Gpu): Promise<Comparison[]> {
   const out: Comparison[] = [];
-  for (const c of KERNEL_CASES) {
-    for (const r of await checkStep(gpu, c.config, c.batch, family)) {
-      out.push({ ...r, name: `${c.name}, batch ${c.batch}: ${r.name}` });
+  for (const family of Object.keys(FAMILIES) as FamilyName[]) {
+    for (const c of KERNEL_CASES) {
+      for (const r of await checkStep(gpu, c.config, c.batch, family)) {
+        out.push({ ...r, name: `${family} kernels, ${c.name}, batch ${c.batch}: ${r.name}` });
+      }
     }
   }
   return out;

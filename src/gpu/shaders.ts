@@ -15,6 +15,9 @@ import batchnorm from "../../shaders/batchnorm.wgsl" with { type: "text" };
 import embedding from "../../shaders/embedding.wgsl" with { type: "text" };
 import linear from "../../shaders/linear.wgsl" with { type: "text" };
 import crossEntropy from "../../shaders/cross_entropy.wgsl" with { type: "text" };
+import gpuLinear from "../../shaders/gpu/linear.wgsl" with { type: "text" };
+import gpuBatchnorm from "../../shaders/gpu/batchnorm.wgsl" with { type: "text" };
+import gpuEmbedding from "../../shaders/gpu/embedding.wgsl" with { type: "text" };
 
 /** Every WGSL file, by its path under shaders/. */
 export const SHADERS: Readonly<Record<string, string>> = {
@@ -25,6 +28,9 @@ export const SHADERS: Readonly<Record<string, string>> = {
   "embedding.wgsl": embedding,
   "linear.wgsl": linear,
   "cross_entropy.wgsl": crossEntropy,
+  "gpu/linear.wgsl": gpuLinear,
+  "gpu/batchnorm.wgsl": gpuBatchnorm,
+  "gpu/embedding.wgsl": gpuEmbedding,
 };
 
 /** Function libraries compiled before every kernel file, after common.wgsl. */

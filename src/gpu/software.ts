@@ -138,28 +138,22 @@ export const software: KernelFamily = {
     return vocab * embd * 4; // one vec4 of partial moments per table element
   },
 
-  forward(plan, rows, train, upTo) {
-    const last = upTo ?? plan.layers.length - 1;
-    const list: Dispatch[] = [{
-      kernel: "embeddingForward",
-      op: 0,
-      groups: [ceil(rows * plan.config.blockSize, EMBED_WG), 1],
+  embed(plan, rows) {
+    const groups = [ceil(rows * plan.config.blockSize, EMBED_WG), 1] as const;
+    return { kernel: "embeddingForward", op: 0, groups, rows, train: true };
+  },
+
+  layer(plan, i, rows, train) {
+    const f = plan.ops[i + 1];
+    // Batch statistics need every row in one workgroup; otherwise rows split over many.
+    const batchStats = (f.flags & C.HAS_BN) !== 0 && train;
+    return [{
+      kernel: fits(rows, f.in_q) ? "linearForwardWindowed" : "linearForward",
+      op: i + 1,
+      groups: [ceil(f.out_q, WX), batchStats ? 1 : ceil(rows, RB)],
       rows,
       train,
     }];
-    for (let i = 0; i <= last; i++) {
-      const f = plan.ops[i + 1];
-      // Batch statistics need every row in one workgroup; otherwise rows split over many.
-      const batchStats = (f.flags & C.HAS_BN) !== 0 && (train || i === upTo);
-      list.push({
-        kernel: fits(rows, f.in_q) ? "linearForwardWindowed" : "linearForward",
-        op: i + 1,
-        groups: [ceil(f.out_q, WX), batchStats ? 1 : ceil(rows, RB)],
-        rows,
-        train,
-      });
-    }
-    return list;
   },
 
   loss(plan, rows, train) {
@@ -199,6 +193,14 @@ export const software: KernelFamily = {
       train: true,
     });
     return list;
+  },
+
+  evalRows(plan, first, last) {
+    // The most rows whose operand still fits a uniform window (llvmpipe loads those several
+    // times faster than storage), unless that is too few to be worth a dispatch.
+    const widest = Math.max(...plan.ops.slice(first + 1, last + 2).map((f) => f.in_q));
+    const windowed = Math.floor(C.WINDOW / widest);
+    return Math.min(plan.evalRows, windowed >= RB ? windowed : plan.evalRows);
   },
 
   iterations(plan, d) {
