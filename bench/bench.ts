@@ -1,33 +1,26 @@
 /**
- * `deno task bench`: training speed of each preset on this machine's WebGPU adapter, with a
- * per-kernel breakdown, side by side with the same network in PyTorch on the CPU
- * (bench/pytorch_baseline.py) when `torch` can be imported.
- *
- * us/step is steady-state training throughput: a round submits `chunks` chunks the way the
- * trainer does (the next one before the previous one's losses are read) and divides its wall
- * time by its steps, so encoding, submission and the loss readback count, everything but data
- * loading. The figure is the median of `rounds` rounds.
+ * `deno task bench`: how fast each preset trains on this machine's WebGPU adapter, against the
+ * CPU baselines a user could run instead (PyTorch, and NumPy with a hand-written backward, both
+ * with the BLAS they load named), the phase after training (calibration and evaluation), and
+ * the shape of a step for each kernel family (invocations per dispatch and serial depth, the
+ * stand-in for GPU time when there is no GPU). `--browser` adds the same training loop in
+ * headless Chromium's WebGPU. See BENCHMARKS.md for what was measured with it.
  */
 
-import { drawBatches } from "../src/batches.ts";
 import { runCommand } from "../src/cli/common.ts";
 import { defineCommand, type Values } from "../src/cli/flags.ts";
 import { makeDataset } from "../src/data.ts";
 import { readWords } from "../src/files.ts";
 import { describeAdapter, openGpu } from "../src/gpu/device.ts";
-import { GpuModel } from "../src/gpu/model.ts";
+import { FAMILIES } from "../src/gpu/model.ts";
+import { macsPerStep, measurePostTraining, measureTraining, stepShape } from "../src/gpu/speed.ts";
+import { type ModelConfig, type PresetName, PRESETS } from "../src/model.ts";
 import { profileStep } from "./profile.ts";
-import {
-  initModel,
-  type ModelConfig,
-  modelLayout,
-  type PresetName,
-  PRESETS,
-} from "../src/model.ts";
-import { Rng } from "../src/rng.ts";
+import { type Baseline, runBaselines } from "./baselines.ts";
+import { benchInBrowser } from "./browser.ts";
 
 const command = defineCommand({
-  summary: "Benchmark training speed (GPU via WebGPU, and PyTorch on the CPU when available).",
+  summary: "Benchmark training on WebGPU against PyTorch and NumPy on the CPU.",
   usage: "deno task bench [options]",
   groups: {
     Options: {
@@ -54,217 +47,239 @@ const command = defineCommand({
         help: "steps per chunk",
         default: 200,
       },
-      "torch-steps": {
+      "baseline-steps": {
         kind: "int",
         arg: "N",
         min: 0,
-        help: "steps PyTorch times; 0 skips PyTorch",
+        help: "steps each CPU baseline times (at 1 and 2 threads); 0 skips them",
         default: 1000,
       },
+      "no-post": { kind: "bool", help: "skip the post-training phase (calibration, evaluation)" },
       "profile-reps": {
         kind: "int",
         arg: "N",
         min: 0,
-        help: "repetitions per kernel in the breakdown; 0 skips it",
-        default: 30,
+        help: "repetitions per kernel in the per-kernel breakdown; 0 skips it",
+        default: 0,
       },
+      kernels: {
+        kind: "choice",
+        arg: "NAME",
+        choices: ["auto", ...Object.keys(FAMILIES)],
+        help: "the kernel family to time",
+        default: "auto",
+      },
+      browser: { kind: "bool", help: "also time the training in headless Chromium's WebGPU" },
       data: {
         kind: "string",
         arg: "FILE",
         help: "names file for the batches",
         default: "data/names.txt",
       },
-      json: { kind: "bool", help: "print one JSON object per preset instead of the tables" },
+      json: { kind: "bool", help: "print one JSON object instead of the tables" },
     },
   },
 });
 
-interface Result {
+interface PresetResult {
   preset: PresetName;
-  adapter: string;
+  family: string;
   usPerStep: number;
   roundUs: number[];
-  dispatchesPerStep: number;
   macsPerStep: number;
   gmacs: number;
-  projected200kSeconds: number;
+  post?: { calibrateSeconds: number; evaluateSeconds: number; gmacs: number };
+  torch?: Baseline;
+  numpy?: Baseline;
+  browser?: { usPerStep: number; adapter: string } | { error: string };
+  shapes: ReturnType<typeof stepShape>[];
   kernels: { kernel: string; us: number; dispatches: number }[];
-  torch?: { usPerStep: number; threads: number; version: string } | { error: string };
 }
 
-/** Multiply-adds of one step: each layer's x @ W forward, then dW and dx backward. */
-export function macsPerStep(config: ModelConfig, batch: number): number {
-  return modelLayout(config).layers.reduce((a, l) => a + 3 * batch * l.nIn * l.nOut, 0);
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
-async function benchGpu(
-  preset: PresetName,
-  words: string[],
-  { rounds, chunks, chunkSteps, profileReps }: {
-    rounds: number;
-    chunks: number;
-    chunkSteps: number;
-    profileReps: number;
-  },
-): Promise<Result> {
-  const gpu = await openGpu();
-  try {
-    const p = PRESETS[preset];
-    const ds = makeDataset(words, p.model.blockSize, 42);
-    const config: ModelConfig = { ...p.model, vocabSize: ds.vocab.size };
-    const B = p.train.batchSize;
-    const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps });
-    try {
-      const { params, buffers } = initModel(config, new Rng(1));
-      model.setParams(params, buffers);
-      const rng = new Rng(2);
-      const lrs = new Array(chunkSteps).fill(p.train.lr);
-      const batches = () => drawBatches(rng, ds.examples.train, chunkSteps, B);
-      await model.trainChunk(batches(), lrs); // warm-up: pipeline compilation, first touches
-      const roundUs: number[] = [];
-      for (let r = 0; r < rounds; r++) {
-        const start = performance.now();
-        let pending = model.trainChunk(batches(), lrs);
-        for (let c = 1; c < chunks; c++) {
-          const next = model.trainChunk(batches(), lrs);
-          await pending;
-          pending = next;
-        }
-        await pending;
-        roundUs.push(((performance.now() - start) * 1000) / (chunks * chunkSteps));
-      }
-      const usPerStep = median(roundUs);
-      const macs = macsPerStep(config, B);
-      const kernels: Result["kernels"] = [];
-      if (profileReps > 0) {
-        for (const k of await profileStep(model, profileReps)) {
-          const row = kernels.find((r) => r.kernel === k.kernel);
-          if (row) {
-            row.us += k.us;
-            row.dispatches++;
-          } else kernels.push({ kernel: k.kernel, us: k.us, dispatches: 1 });
-        }
-      }
-      return {
-        preset,
-        adapter: describeAdapter(gpu.adapter),
-        usPerStep,
-        roundUs,
-        dispatchesPerStep: model.stepDispatches().length,
-        macsPerStep: macs,
-        gmacs: macs / usPerStep / 1000,
-        projected200kSeconds: (usPerStep * p.train.steps) / 1e6,
-        kernels,
-      };
-    } finally {
-      model.destroy();
-    }
-  } finally {
-    gpu.device.destroy();
-  }
-}
-
-/** Runs the PyTorch baseline with the first Python that can import torch. */
-async function benchTorch(preset: PresetName, steps: number): Promise<Result["torch"]> {
-  const script = new URL("./pytorch_baseline.py", import.meta.url).pathname;
-  // Debian's python3-torch installs for /usr/bin/python3, which may not be first on PATH.
-  for (const python of ["python3", "/usr/bin/python3"]) {
-    let out: Deno.CommandOutput;
-    try {
-      out = await new Deno.Command(python, {
-        args: [script, "--preset", preset, "--steps", String(steps)],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-    } catch {
-      continue;
-    }
-    const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
-    if (out.code === 3) continue; // that interpreter has no torch
-    if (out.code !== 0) {
-      return { error: new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "failed" };
-    }
-    const r = JSON.parse(last);
-    return { usPerStep: r.us_per_step, threads: r.threads, version: r.torch };
-  }
-  return { error: "torch is not installed (Debian: apt-get install python3-torch)" };
-}
-
-/** "AMD EPYC, 2 cores": the CPU model from lscpu (Deno reads /proc only with --allow-all). */
+/** "AMD EPYC (AVX2), 2 cores": the CPU from lscpu (Deno reads /proc only with --allow-all). */
 async function machine(): Promise<string> {
   let cpu = "unknown CPU";
   try {
     const out = await new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).output();
-    cpu = new TextDecoder().decode(out.stdout).match(/^Model name:\s*(.*)$/m)?.[1] ?? cpu;
+    const text = new TextDecoder().decode(out.stdout);
+    cpu = text.match(/^Model name:\s*(.*)$/m)?.[1] ?? cpu;
+    const flags = text.match(/^Flags:\s*(.*)$/m)?.[1] ?? "";
+    cpu += flags.includes("avx512f") ? " (AVX-512)" : flags.includes("avx2") ? " (AVX2)" : "";
   } catch { /* no lscpu */ }
   return `${cpu}, ${navigator.hardwareConcurrency} cores`;
 }
 
 const f0 = (x: number) => x.toFixed(0);
+const ratio = (base: Baseline | undefined, us: number) =>
+  base && "usPerStep" in base ? `${(base.usPerStep / us).toFixed(2)}x` : "-";
+const cell = (b: Baseline | undefined) =>
+  !b
+    ? "skipped"
+    : "error" in b
+    ? `n/a: ${b.error}`
+    : `${f0(b.usPerStep)} (${b.blas}${
+      b.referenceBlas ? ", reference BLAS!" : ""
+    }, ${b.threads} thread${b.threads > 1 ? "s" : ""})`;
 
-async function printTables(results: Result[], argv: string[]): Promise<void> {
-  console.log(`date: ${new Date().toISOString().slice(0, 10)}`);
-  console.log(`machine: ${await machine()}`);
-  console.log(`adapter: ${results[0]?.adapter}`);
-  console.log(`command: deno task bench ${argv.join(" ")}`.trimEnd());
+function printTables(results: PresetResult[], head: Record<string, string>): void {
+  for (const [k, v] of Object.entries(head)) console.log(`${k}: ${v}`);
   console.log("");
   console.log(
-    "| preset | us/step | dispatches/step | M multiply-adds/step | G multiply-adds/s | 200k steps | PyTorch CPU us/step | speed-up vs PyTorch |",
+    "| preset | WebGPU us/step | G multiply-adds/s | PyTorch CPU us/step | WebGPU vs PyTorch | NumPy CPU us/step | WebGPU vs NumPy |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|");
   for (const r of results) {
-    const t = r.torch && "usPerStep" in r.torch ? r.torch : null;
     console.log(
-      `| ${r.preset} | ${f0(r.usPerStep)} | ${r.dispatchesPerStep} | ${
-        (r.macsPerStep / 1e6).toFixed(2)
-      } | ${r.gmacs.toFixed(2)} | ${f0(r.projected200kSeconds)} s | ${
-        t
-          ? `${f0(t.usPerStep)} (torch ${t.version}, ${t.threads} thread${
-            t.threads > 1 ? "s" : ""
-          })`
-          : r.torch && "error" in r.torch
-          ? `n/a: ${r.torch.error}`
-          : "skipped"
-      } | ${t ? (t.usPerStep / r.usPerStep).toFixed(2) + "x" : "-"} |`,
+      `| ${r.preset} | ${f0(r.usPerStep)} (${r.family} kernels) | ${r.gmacs.toFixed(2)} | ${
+        cell(r.torch)
+      } | ${ratio(r.torch, r.usPerStep)} | ${cell(r.numpy)} | ${ratio(r.numpy, r.usPerStep)} |`,
     );
+  }
+  for (const r of results) {
+    for (const b of [r.torch, r.numpy]) {
+      if (b && "usPerStep" in b && b.referenceBlas) {
+        console.log(
+          `\nwarning: ${b.library} uses the reference BLAS (${b.blasPath}), which no user would ` +
+            "benchmark with: on Debian, apt-get install libopenblas0-openmp",
+        );
+      }
+    }
+  }
+  if (results.some((r) => r.post)) {
+    console.log("\nAfter training: BatchNorm calibration over the training split (which also");
+    console.log("evaluates it), then the val and test splits:\n");
+    console.log(
+      "| preset | calibration | val + test | total | G multiply-adds/s | training step G multiply-adds/s |",
+    );
+    console.log("|---|---:|---:|---:|---:|---:|");
+    for (const r of results) {
+      if (!r.post) continue;
+      const p = r.post;
+      console.log(
+        `| ${r.preset} | ${p.calibrateSeconds.toFixed(1)} s | ${p.evaluateSeconds.toFixed(1)} s | ${
+          (p.calibrateSeconds + p.evaluateSeconds).toFixed(1)
+        } s | ${p.gmacs.toFixed(2)} | ${r.gmacs.toFixed(2)} |`,
+      );
+    }
+  }
+  if (results.some((r) => r.browser)) {
+    console.log("\nThe same loop in headless Chromium (Dawn, its software adapter):\n");
+    console.log("| preset | Chromium us/step | Deno us/step |");
+    console.log("|---|---:|---:|");
+    for (const r of results) {
+      const b = r.browser;
+      const text = !b
+        ? "skipped"
+        : "error" in b
+        ? `n/a: ${b.error}`
+        : `${f0(b.usPerStep)} (${b.adapter})`;
+      console.log(`| ${r.preset} | ${text} | ${f0(r.usPerStep)} |`);
+    }
+  }
+  console.log("\nThe step's shape per kernel family (computed from the plan, no device needed):");
+  console.log("serial depth = the loop iterations of the busiest invocation, summed over the");
+  console.log("step's dispatches; invocations = of the smallest and largest linear dispatch.\n");
+  console.log("| preset | family | dispatches/step | serial depth | linear dispatch invocations |");
+  console.log("|---|---|---:|---:|---:|");
+  for (const r of results) {
+    for (const s of r.shapes) {
+      const linear = s.dispatches.filter((d) => /^(linear|matmul)/.test(d.kernel));
+      const inv = linear.map((d) => d.invocations);
+      console.log(
+        `| ${r.preset} | ${s.family} | ${s.dispatches.length} | ${
+          s.serialDepth.toLocaleString("en-US")
+        } | ${Math.min(...inv).toLocaleString("en-US")} - ${
+          Math.max(...inv).toLocaleString("en-US")
+        } |`,
+      );
+    }
   }
   for (const r of results) {
     if (!r.kernels.length) continue;
     const total = r.kernels.reduce((a, k) => a + k.us, 0);
-    console.log("");
-    console.log(`Per-kernel breakdown, ${r.preset} (each kernel timed alone; us per step):`);
-    console.log("");
+    console.log(`\nPer-kernel breakdown, ${r.preset} (each kernel timed alone; us per step):\n`);
     console.log("| kernel | dispatches/step | us/step | share |");
     console.log("|---|---:|---:|---:|");
     for (const k of [...r.kernels].sort((a, b) => b.us - a.us)) {
       console.log(`| ${k.kernel} | ${k.dispatches} | ${f0(k.us)} | ${f0((100 * k.us) / total)}% |`);
     }
-    console.log(`| total | ${r.dispatchesPerStep} | ${f0(total)} | |`);
   }
 }
 
 async function main(values: Values<typeof command.groups>): Promise<void> {
-  const which = values.preset;
-  const presets = (which === "all" ? Object.keys(PRESETS) : [which]) as PresetName[];
+  const presets =
+    (values.preset === "all" ? Object.keys(PRESETS) : [values.preset]) as PresetName[];
   const words = await readWords(values.data);
-  const results: Result[] = [];
-  for (const preset of presets) {
-    const r = await benchGpu(preset, words, {
-      rounds: values.rounds,
-      chunks: values.chunks,
-      chunkSteps: values["chunk-steps"],
-      profileReps: values["profile-reps"],
-    });
-    if (values["torch-steps"] > 0) r.torch = await benchTorch(preset, values["torch-steps"]);
-    if (values.json) console.log(JSON.stringify(r));
-    results.push(r);
+  const gpu = await openGpu();
+  const family = values.kernels === "auto" ? undefined : values.kernels as "software" | "gpu";
+  const results: PresetResult[] = [];
+  try {
+    for (const preset of presets) {
+      const p = PRESETS[preset];
+      const ds = makeDataset(words, p.model.blockSize, 42);
+      const config: ModelConfig = { ...p.model, vocabSize: ds.vocab.size };
+      const B = p.train.batchSize;
+      const speed = await measureTraining(gpu, config, ds.examples.train, {
+        batchSize: B,
+        rounds: values.rounds,
+        chunks: values.chunks,
+        chunkSteps: values["chunk-steps"],
+        family,
+      });
+      const macs = macsPerStep(config, B);
+      const r: PresetResult = {
+        preset,
+        family: speed.family,
+        usPerStep: speed.usPerStep,
+        roundUs: speed.roundUs,
+        macsPerStep: macs,
+        gmacs: macs / speed.usPerStep / 1000,
+        shapes: Object.values(FAMILIES).map((f) => stepShape(config, B, f)),
+        kernels: [],
+      };
+      if (!values["no-post"]) {
+        const post = await measurePostTraining(gpu, config, ds.examples, family);
+        r.post = {
+          calibrateSeconds: post.calibrateSeconds,
+          evaluateSeconds: post.evaluateSeconds,
+          gmacs: post.macs / (post.calibrateSeconds + post.evaluateSeconds) / 1e9,
+        };
+      }
+      if (values["profile-reps"] > 0) {
+        const { GpuModel } = await import("../src/gpu/model.ts");
+        const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps: 1, family });
+        try {
+          for (const k of await profileStep(model, values["profile-reps"])) {
+            const row = r.kernels.find((x) => x.kernel === k.kernel);
+            if (row) {
+              row.us += k.us;
+              row.dispatches++;
+            } else r.kernels.push({ kernel: k.kernel, us: k.us, dispatches: 1 });
+          }
+        } finally {
+          model.destroy();
+        }
+      }
+      if (values["baseline-steps"] > 0) {
+        const b = await runBaselines(preset, values["baseline-steps"]);
+        r.torch = b.torch;
+        r.numpy = b.numpy;
+      }
+      if (values.browser) r.browser = await benchInBrowser(preset, values);
+      results.push(r);
+    }
+  } finally {
+    gpu.device.destroy();
   }
-  if (!values.json) await printTables(results, Deno.args);
+  const head = {
+    date: new Date().toISOString().slice(0, 10),
+    machine: await machine(),
+    adapter: describeAdapter(gpu.adapter),
+    deno: Deno.version.deno,
+    command: `deno task bench ${Deno.args.join(" ")}`.trimEnd(),
+  };
+  if (values.json) console.log(JSON.stringify({ ...head, results }));
+  else printTables(results, head);
 }
 
 if (import.meta.main) runCommand(command, main);

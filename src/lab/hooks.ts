@@ -5,6 +5,7 @@
  */
 
 import type { Comparison } from "../gpu/selftest.ts";
+import type { PresetName } from "../model.ts";
 import type { Session } from "./session.ts";
 
 export interface LabHooks {
@@ -17,6 +18,13 @@ export interface LabHooks {
   compileKernels(): Promise<string[]>;
   /** The kernels against the CPU reference (src/gpu/selftest.ts), on this page's GPU. */
   checkKernels(): Promise<Comparison[]>;
+  /** Training speed on this page's GPU (src/gpu/speed.ts), for `deno task bench --browser`. */
+  bench(
+    preset: PresetName,
+    rounds: number,
+    chunks: number,
+    chunkSteps: number,
+  ): Promise<{ usPerStep: number; adapter: string }>;
 }
 
 declare global {

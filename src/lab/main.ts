@@ -11,7 +11,9 @@
 import names from "../../data/names.txt" with { type: "text" };
 import { UserError } from "../errors.ts";
 import { figureSpecs, renderSvg } from "../figures.ts";
-import { type Gpu, openGpu } from "../gpu/device.ts";
+import { makeDataset, parseWords } from "../data.ts";
+import { describeAdapter, type Gpu, openGpu } from "../gpu/device.ts";
+import { measureTraining } from "../gpu/speed.ts";
 import { checkKernels, compileAll } from "../gpu/selftest.ts";
 import { type PresetName, PRESETS } from "../model.ts";
 import type { Progress } from "../training.ts";
@@ -309,6 +311,20 @@ async function main(): Promise<void> {
       (session.backend as unknown as { model: { device: GPUDevice } }).model.device.destroy(),
     compileKernels: () => withGpu(compileAll),
     checkKernels: () => withGpu((gpu) => checkKernels(gpu)),
+    bench: (preset, rounds, chunks, chunkSteps) =>
+      withGpu(async (gpu) => {
+        const p = PRESETS[preset];
+        const words = parseWords(new TextEncoder().encode(names), "names.txt");
+        const ds = makeDataset(words, p.model.blockSize, 42);
+        const config = { ...p.model, vocabSize: ds.vocab.size };
+        const s = await measureTraining(gpu, config, ds.examples.train, {
+          batchSize: p.train.batchSize,
+          rounds,
+          chunks,
+          chunkSteps,
+        });
+        return { usPerStep: s.usPerStep, adapter: describeAdapter(gpu.adapter) };
+      }),
   };
   await useData(new TextEncoder().encode(names), "names.txt", true);
   if (!("gpu" in navigator) || !navigator.gpu) say(BROWSER_MESSAGES.noWebGpu);

@@ -5,12 +5,11 @@
  * (src/lab/main.ts) renders what it reports; the browser tests drive it through the page.
  */
 
-import { type Backend, openBackend } from "../backend.ts";
+import { type Backend, type BackendOptions, openBackend } from "../backend.ts";
 import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "../checkpoint.ts";
 import { type Dataset, makeDataset, parseWords, sha256Hex, Vocab } from "../data.ts";
 import { emptyDiagnostics } from "../diagnostics.ts";
 import { UserError } from "../errors.ts";
-import type { GpuMessages } from "../gpu/device.ts";
 import { initModel, type ModelConfig, type TrainConfig } from "../model.ts";
 import { Rng } from "../rng.ts";
 import { generateNames } from "../sample.ts";
@@ -40,7 +39,7 @@ export const LAB_SCHEDULE: Schedule = {
 };
 
 /** In a browser: which ones have WebGPU, and what to turn on. */
-export const BROWSER_MESSAGES: GpuMessages = {
+export const BROWSER_MESSAGES: NonNullable<BackendOptions["messages"]> = {
   noWebGpu: "this browser has no WebGPU: use Chrome or Edge 113+ (on Linux, start it with " +
     "--enable-unsafe-webgpu and enable chrome://flags/#enable-vulkan), Safari 26+, or " +
     "Firefox 141+ on Windows; the page must come from https:// or localhost",

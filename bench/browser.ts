@@ -1,0 +1,70 @@
+/**
+ * `deno task bench --browser`: the training loop of the bench, timed inside headless Chromium
+ * (Dawn, on its software adapter, SwiftShader) through the lab page's own benchmark, for the
+ * figure beside Deno's.
+ */
+
+import puppeteer from "puppeteer-core";
+import { buildLab, serveLab } from "../src/cli/lab.ts";
+import type { PresetName } from "../src/model.ts";
+import type {} from "../src/lab/hooks.ts";
+
+export async function benchInBrowser(
+  preset: PresetName,
+  o: { rounds: number; chunks: number; "chunk-steps": number },
+): Promise<{ usPerStep: number; adapter: string } | { error: string }> {
+  const chromium = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+  if (!(await Deno.stat(chromium).then(() => true, () => false))) {
+    return { error: `no Chromium at ${chromium}` };
+  }
+  const site = await Deno.makeTempDir({ prefix: "makemore-lab-" });
+  const stop = new AbortController();
+  const listening = Promise.withResolvers<string>();
+  try {
+    await buildLab(site);
+    const server = serveLab(site, {
+      hostname: "127.0.0.1",
+      port: 0,
+      signal: stop.signal,
+      onListen: listening.resolve,
+    });
+    const browser = await puppeteer.launch({
+      executablePath: chromium,
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--enable-unsafe-webgpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      await page.goto(await listening.promise);
+      await page.waitForFunction(() => globalThis.lab?.ready, { timeout: 30_000 });
+      return await page.evaluate(
+        (p, rounds, chunks, chunkSteps) =>
+          globalThis.lab.bench(
+            p as "seed",
+            rounds as number,
+            chunks as number,
+            chunkSteps as number,
+          ),
+        preset,
+        o.rounds,
+        o.chunks,
+        o["chunk-steps"],
+      );
+    } finally {
+      await browser.close();
+      stop.abort();
+      await server.finished;
+    }
+  } catch (e) {
+    return { error: e instanceof Error ? e.message.split("\n")[0] : String(e) };
+  } finally {
+    await Deno.remove(site, { recursive: true });
+  }
+}
