@@ -109,6 +109,9 @@ async function machine(): Promise<string> {
   return `${cpu}, ${navigator.hardwareConcurrency} cores`;
 }
 
+/** Progress on stderr, so that stdout holds only the tables (or the JSON). */
+const progress = (line: string) => console.error(line);
+
 const f0 = (x: number) => x.toFixed(0);
 const ratio = (base: Baseline | undefined, us: number) =>
   base && "usPerStep" in base ? `${(base.usPerStep / us).toFixed(2)}x` : "-";
@@ -219,6 +222,7 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
       const ds = makeDataset(words, p.model.blockSize, 42);
       const config: ModelConfig = { ...p.model, vocabSize: ds.vocab.size };
       const B = p.train.batchSize;
+      progress(`${preset}: timing the training steps on ${describeAdapter(gpu.adapter)}`);
       const speed = await measureTraining(gpu, config, ds.examples.train, {
         batchSize: B,
         rounds: values.rounds,
@@ -238,6 +242,7 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
         kernels: [],
       };
       if (!values["no-post"]) {
+        progress(`${preset}: timing calibration and evaluation over the splits`);
         const post = await measurePostTraining(gpu, config, ds.examples, family);
         r.post = {
           calibrateSeconds: post.calibrateSeconds,
@@ -246,6 +251,7 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
         };
       }
       if (values["profile-reps"] > 0) {
+        progress(`${preset}: timing each kernel alone, ${values["profile-reps"]} times`);
         const { GpuModel } = await import("../src/gpu/model.ts");
         const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps: 1, family });
         try {
@@ -261,10 +267,12 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
         }
       }
       if (values["baseline-steps"] > 0) {
+        progress(`${preset}: PyTorch and NumPy baselines, at 1 and 2 threads`);
         const b = await runBaselines(preset, values["baseline-steps"]);
         r.torch = b.torch;
         r.numpy = b.numpy;
       }
+      if (values.browser) progress(`${preset}: the same loop in headless Chromium`);
       if (values.browser) r.browser = await benchInBrowser(preset, values);
       results.push(r);
     }

@@ -4,10 +4,30 @@
  * figure beside Deno's.
  */
 
-import puppeteer from "puppeteer-core";
+import puppeteer, { type Browser } from "puppeteer-core";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
 import type { PresetName } from "../src/model.ts";
 import type {} from "../src/lab/hooks.ts";
+
+/**
+ * Headless Chromium with WebGPU (on SwiftShader without a GPU), as root if need be, with no
+ * background traffic. `protocolTimeout`: the longest one call into the page may take.
+ */
+export function launchChromium(executablePath: string, protocolTimeout?: number): Promise<Browser> {
+  return puppeteer.launch({
+    executablePath,
+    headless: true,
+    protocolTimeout,
+    args: [
+      "--no-sandbox",
+      "--enable-unsafe-webgpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+}
 
 export async function benchInBrowser(
   preset: PresetName,
@@ -28,18 +48,9 @@ export async function benchInBrowser(
       signal: stop.signal,
       onListen: listening.resolve,
     });
-    const browser = await puppeteer.launch({
-      executablePath: chromium,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--enable-unsafe-webgpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
+    // One evaluate holds the whole timed loop: ~3,000 seed steps at SwiftShader's ~50 ms
+    // each overrun puppeteer's default 180 s protocol timeout.
+    const browser = await launchChromium(chromium, 30 * 60_000);
     try {
       const page = await browser.newPage();
       await page.goto(await listening.promise);

@@ -57,22 +57,7 @@ fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
   }
   for (var c = 0u; c < 4u; c++) {
     if (real[c]) {
-      let f = token * op.embd + dims[c]; // table element
-      let at = 4u * op.w + f;
-      let updated = sgd1(read_p(at), grad[c]);
-      Pn[at >> 2u][at & 3u] = updated;
-      if (DIAG) { // see linear.wgsl: this element's share of the moments, and its gradient
-        if (step.diag != NONE) {
-          let m = step.diag + op.diag + 4u * f;
-          Host[m] = grad[c];
-          Host[m + 1u] = grad[c] * grad[c];
-          Host[m + 2u] = updated;
-          Host[m + 3u] = updated * updated;
-        }
-        if (step.snap != NONE) {
-          Host[step.snap + op.snap_w + f] = grad[c];
-        }
-      }
+      sgd_embedding_element(token * op.embd + dims[c], grad[c], DIAG);
     }
   }
 }

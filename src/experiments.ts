@@ -5,7 +5,7 @@
  * - init: a deep network without BatchNorm, its hidden weights drawn with Kaiming gains 0.5, 1,
  *   5/3 and 3, and from N(0, 1): how the tanh activations saturate or shrink layer by layer,
  *   and the gradients with them, at the first step and at step 1000.
- * - batchnorm: the same network at gain 5/3, with and without BatchNorm.
+ * - batchnorm: the same network from three initializations, with and without BatchNorm.
  * - lr: the update-to-data ratios over training, for learning rates from 0.01 to 1 ("if the
  *   updates are small (below 1e-3) increase the learning rate, and vice versa").
  *
@@ -61,20 +61,28 @@ export const STUDIES: Readonly<Record<string, Study>> = {
     ],
   },
   batchnorm: {
-    title: "BatchNorm: the same deep network with and without it",
-    about: "Five hidden layers of 100, Kaiming gain 5/3, with BatchNorm after every Linear " +
-      "(and on the output, gamma 0.1) or without (Linear with bias, the output weights at " +
-      "std 0.01). With BatchNorm each layer's activations keep their spread whatever the " +
-      "weights do, and the training is less sensitive to the initialization.",
+    title: "BatchNorm: the same deep network with and without it, from three initializations",
+    about: "Five hidden layers of 100, the hidden weights drawn with Kaiming gain 5/3, gain 0.5 " +
+      "(too small) or N(0, 1) (far too large), each with BatchNorm after every Linear (and on " +
+      "the output, gamma 0.1) or without (Linear with bias, the output weights at std 0.01). " +
+      "BatchNorm undoes the scale of the weights in the forward pass: with it, all three start " +
+      "with the same activations, where without it they shrink or saturate. The scale still " +
+      "shows in the backward pass: large weights get small gradients (a low update-to-data " +
+      "ratio, so they learn slowly), small weights large ones.",
     steps: 5000,
-    runs: [
-      { name: "with", label: "with BatchNorm", args: [...DEEP, "--eval-every=1000"] },
-      {
-        name: "without",
-        label: "without BatchNorm",
-        args: [...DEEP, ...NO_BN, "--eval-every=1000"],
-      },
-    ],
+    runs: [["gain 5/3", `--gain=${5 / 3}`], ["gain 0.5", "--gain=0.5"], ["unit", "--init=unit"]]
+      .flatMap(([label, init]) => [
+        {
+          name: `with-${label.replace(/[ /]/g, "_")}`,
+          label: `${label}, BatchNorm`,
+          args: [...DEEP, init, "--eval-every=1000"],
+        },
+        {
+          name: `without-${label.replace(/[ /]/g, "_")}`,
+          label: `${label}, no BatchNorm`,
+          args: [...DEEP, ...NO_BN, init, "--eval-every=1000"],
+        },
+      ]),
   },
   lr: {
     title: "Learning rate: the update-to-data ratios over training",

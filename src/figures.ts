@@ -143,6 +143,13 @@ export function lines(
   } as TopLevelSpec;
 }
 
+/** The encoding of both ratio charts: log10 ratio against step, a line per weight. */
+const RATIO_BY_WEIGHT = {
+  x: { field: "step", type: "quantitative", title: "step" },
+  y: { field: "y", type: "quantitative", title: "log10 ratio" },
+  color: { field: "name", type: "nominal", title: null, sort: null, legend: { labelLimit: 300 } },
+} as const;
+
 /** Points of y against one parameter, with the mean at each value joined by a line. */
 export function scatter(
   title: string,
@@ -154,8 +161,10 @@ export function scatter(
     type: "quantitative",
     title: axes.x,
     scale: axes.logX ? { type: "log" } : { zero: false },
-    axis: { format: "~g" },
-  } as const;
+    // Ticks at the values swept and nowhere else; an explicit precision, since Vega derives
+    // one from the tick step otherwise (100 came out as "1e+2").
+    axis: { format: ".4~g", values: [...new Set(points.map((p) => p.x))].sort((a, b) => a - b) },
+  };
   return {
     title: { text: title, fontSize: 16 },
     width: WIDTH / 2,
@@ -244,15 +253,7 @@ function ratioChart(d: Diagnostics): TopLevelSpec {
         data: { values },
         mark: { type: "line", strokeWidth: 1.5 },
         encoding: {
-          x: { field: "step", type: "quantitative", title: "step" },
-          y: { field: "y", type: "quantitative", title: "log10 ratio" },
-          color: {
-            field: "name",
-            type: "nominal",
-            title: null,
-            sort: null,
-            legend: { labelLimit: 300 },
-          },
+          ...RATIO_BY_WEIGHT,
         },
       },
       {
@@ -288,15 +289,7 @@ function gradDataChart(snapshots: readonly SnapshotSummary[]): TopLevelSpec {
     data: { values },
     mark: { type: "line", point: true, strokeWidth: 1.5 },
     encoding: {
-      x: { field: "step", type: "quantitative", title: "step" },
-      y: { field: "y", type: "quantitative", title: "log10 ratio" },
-      color: {
-        field: "name",
-        type: "nominal",
-        title: null,
-        sort: null,
-        legend: { labelLimit: 300 },
-      },
+      ...RATIO_BY_WEIGHT,
     },
   };
 }

@@ -174,8 +174,8 @@ export function sweepFigures(r: SweepResult): Map<string, TopLevelSpec> {
   return figures;
 }
 
-/** Writes sweep.json, sweep.csv, the figures and report.html into `dir`. */
-export async function writeSweep(dir: string, r: SweepResult, title: string): Promise<void> {
+/** Writes sweep.json, sweep.csv, the figures and report.html into `dir`; returns their paths. */
+export async function writeSweep(dir: string, r: SweepResult, title: string): Promise<string[]> {
   await writeFileAtomic(`${dir}/sweep.json`, JSON.stringify(r, null, 2) + "\n");
   await writeFileAtomic(`${dir}/sweep.csv`, toCsv(r));
   const svgs = await writeFigures(dir, sweepFigures(r));
@@ -208,4 +208,6 @@ and twice the sweep's median gap) and underfitting (val and train within 0.02, t
 the sweep's best).</p>
 ${table}`;
   await writeFileAtomic(`${dir}/report.html`, htmlPage(title, body, svgs));
+  const figures = [...svgs.keys()].map((name) => `${dir}/${name}.png`);
+  return [`${dir}/sweep.json`, `${dir}/sweep.csv`, ...figures, `${dir}/report.html`];
 }

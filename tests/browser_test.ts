@@ -8,7 +8,8 @@
  * from $CHROMIUM.
  */
 
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Browser, Page } from "puppeteer-core";
+import { launchChromium } from "../bench/browser.ts";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
 import { BROWSER_MESSAGES } from "../src/lab/session.ts";
 import { KERNEL_TOLERANCE } from "../src/gpu/selftest.ts";
@@ -17,21 +18,7 @@ import { assert, assertEquals, runCli, testWith } from "./util.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 
-/** Launches headless Chromium with WebGPU, as root if need be, with no background traffic. */
-function launch(): Promise<Browser> {
-  return puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--enable-unsafe-webgpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
-}
+const launch = () => launchChromium(CHROMIUM);
 
 /** A page of the lab, ready, with its errors collected. */
 async function open(

@@ -50,14 +50,15 @@ testWith(
       assert(!(await Deno.stat(`${dir}/a`).catch(() => null)), "check created nothing");
       await assertRejects(RunDir.check(`${dir}/a`, "resume"), UserError);
       const run = await RunDir.open(`${dir}/a/b`, "new");
-      // A second opener, or a checker, is refused while the first holds the lock.
+      // A second opener, or a checker, is refused while the first holds the lock. (Started one
+      // at a time: a rejection that comes while the test awaits another is an uncaught error.)
       for (
         const attempt of [
-          RunDir.open(`${dir}/a/b`, "resume"),
-          RunDir.check(`${dir}/a/b`, "overwrite"),
+          () => RunDir.open(`${dir}/a/b`, "resume"),
+          () => RunDir.check(`${dir}/a/b`, "overwrite"),
         ]
       ) {
-        const err = await assertRejects(attempt, UserError);
+        const err = await assertRejects(attempt(), UserError);
         assert(
           new RegExp(`another run is writing there \\(process ${Deno.pid}, since`).test(
             err.message,

@@ -1,8 +1,7 @@
 /** `deno task experiment NAME`: the studies of makemore part 3, side by side; see --help. */
 
-import { runAll } from "../batch_runs.ts";
 import { STUDIES, studySpecs, writeStudy } from "../experiments.ts";
-import { runCommand } from "./common.ts";
+import { runCommand, runInTerminal } from "./common.ts";
 import { defineCommand, UsageError, type Values } from "./flags.ts";
 import { DEFAULT_DATA } from "./train_options.ts";
 
@@ -61,33 +60,11 @@ async function main(values: Values<typeof command.groups>, positionals: string[]
     `--seed=${values.seed}`,
   ]);
   await Deno.mkdir(`${dir}/runs`, { recursive: true });
-  const stop = new AbortController();
-  const onSignal = () => {
-    console.error("\ninterrupted: stopping the runs (each saves a checkpoint); run again to go on");
-    stop.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  const tty = Deno.stdout.isTerminal();
-  const enc = new TextEncoder();
-  let outcomes;
-  try {
-    console.log(`${study.title}: ${specs.length} runs of ${steps} steps in ${dir}/runs`);
-    outcomes = await runAll(specs, {
-      jobs: values.jobs,
-      signal: stop.signal,
-      progress: (line) =>
-        tty ? Deno.stdout.writeSync(enc.encode(`\r\x1b[2K${line}`)) : console.log(line),
-    });
-    if (tty) console.log("");
-  } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-  }
-  for (const o of outcomes.filter((o) => o.status === "failed")) {
-    console.error(`run ${o.spec.name} failed: ${o.error}`);
-  }
+  console.log(`${study.title}: ${specs.length} runs of ${steps} steps in ${dir}/runs`);
+  const { outcomes, interrupted } = await runInTerminal(specs, values.jobs);
   const written = await writeStudy(name, { ...study, steps }, dir, outcomes);
   console.log(`wrote ${written.map((f) => `${dir}/${f}`).join(", ")}`);
-  if (stop.signal.aborted) return 130;
+  if (interrupted) return 130;
   return outcomes.some((o) => o.status === "failed") ? 1 : 0;
 }
 

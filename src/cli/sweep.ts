@@ -1,9 +1,9 @@
 /** `deno task sweep`: a grid of training runs over comma-separated flag values; see --help. */
 
-import { runAll, type RunSpec, slug, trainArgs } from "../batch_runs.ts";
+import { type RunSpec, slug, trainArgs } from "../batch_runs.ts";
 import { UserError } from "../errors.ts";
 import { collect, grid, summarize, valuesOfName, writeSweep } from "../sweep.ts";
-import { runCommand } from "./common.ts";
+import { runCommand, runInTerminal } from "./common.ts";
 import { defineCommand, type Flag, type FlagGroups, parseValue, UsageError } from "./flags.ts";
 import { resolveOptions, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
 
@@ -78,9 +78,9 @@ async function main(raw: Record<string, unknown>, positionals: string[]): Promis
     const params = [...new Set(outcomes.flatMap((o) => Object.keys(valuesOfName(o.spec.name))))];
     await Deno.mkdir(out, { recursive: true });
     const result = summarize(params, outcomes);
-    await writeSweep(out, result, `Sweep of ${positionals.join(", ")}`);
+    const files = await writeSweep(out, result, `Sweep of ${positionals.join(", ")}`);
     console.log(`collected ${outcomes.length} runs; best by val loss: ${result.best ?? "none"}`);
-    console.log(`wrote ${out}/sweep.json, ${out}/sweep.csv, ${out}/report.html`);
+    console.log(`wrote ${files.join(", ")}`);
     return 0;
   }
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -121,41 +121,21 @@ async function main(raw: Record<string, unknown>, positionals: string[]): Promis
     return 0;
   }
   await Deno.mkdir(`${out}/runs`, { recursive: true });
-  const stop = new AbortController();
-  const onSignal = () => {
-    console.error("\ninterrupted: stopping the runs (each saves a checkpoint); run again to go on");
-    stop.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  const tty = Deno.stdout.isTerminal();
-  const enc = new TextEncoder();
-  let outcomes;
-  try {
-    console.log(`${specs.length} runs in ${out}/runs, ${raw.jobs} at a time`);
-    outcomes = await runAll(specs, {
-      jobs: raw.jobs as number,
-      signal: stop.signal,
-      progress: (line) =>
-        tty ? Deno.stdout.writeSync(enc.encode(`\r\x1b[2K${line}`)) : console.log(line),
-    });
-    if (tty) console.log("");
-  } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-  }
+  console.log(`${specs.length} runs in ${out}/runs, ${raw.jobs} at a time`);
+  const { outcomes, interrupted } = await runInTerminal(specs, raw.jobs as number);
   const result = summarize(axes.map((a) => a.flag), outcomes);
-  await writeSweep(
+  const files = await writeSweep(
     out,
     result,
     `Sweep: ${axes.map((a) => `--${a.flag} ${a.values.join(",")}`).join(" ")}`,
   );
   const failed = outcomes.filter((o) => o.status === "failed");
-  for (const f of failed) console.error(`run ${f.spec.name} failed: ${f.error}`);
   const best = result.rows.find((r) => r.name === result.best);
   console.log(
     `best by val loss: ${best ? `${best.name} (val ${best.val!.toFixed(4)})` : "none finished"}`,
   );
-  console.log(`wrote ${out}/sweep.json, ${out}/sweep.csv, ${out}/report.html`);
-  if (stop.signal.aborted) return 130;
+  console.log(`wrote ${files.join(", ")}`);
+  if (interrupted) return 130;
   return failed.length ? 1 : 0;
 }
 

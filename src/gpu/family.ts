@@ -76,3 +76,28 @@ export function forward(plan: Plan, rows: number, train: boolean): Dispatch[] {
   const f = plan.family;
   return [f.embed(plan, rows), ...plan.layers.flatMap((_, i) => f.layer(plan, i, rows, train))];
 }
+
+/**
+ * The loss dispatch both families use (the same cross_entropy kernel): one workgroup when
+ * training (the batch's loss and gradient), else up to `maxGroups` workgroups of `wg` rows'
+ * worth each, every one writing a partial loss the host sums.
+ */
+export function lossDispatch(
+  plan: Plan,
+  rows: number,
+  train: boolean,
+  wg: number,
+  maxGroups: number,
+): { dispatch: Dispatch; partials: number } {
+  const partials = train ? 1 : Math.min(maxGroups, Math.ceil(rows / wg));
+  return {
+    dispatch: {
+      kernel: "crossEntropy",
+      op: plan.ops.length - 1,
+      groups: [partials, 1],
+      rows,
+      train,
+    },
+    partials,
+  };
+}

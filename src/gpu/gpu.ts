@@ -18,7 +18,7 @@
  */
 
 import { C, constant } from "./abi.ts";
-import { type Dispatch, type EntryPoint, type KernelFamily, loop } from "./family.ts";
+import { type Dispatch, type EntryPoint, type KernelFamily, loop, lossDispatch } from "./family.ts";
 
 const G_OUT = 32; // outputs (vec4) per linear workgroup
 const G_SLICES = 8; // slices of each output's sum
@@ -110,19 +110,7 @@ export const gpu: KernelFamily = {
     return list;
   },
 
-  loss(plan, rows, train) {
-    const partials = train ? 1 : Math.min(CE_MAX_GROUPS, ceil(rows, CE_WG));
-    return {
-      dispatch: {
-        kernel: "crossEntropy",
-        op: plan.ops.length - 1,
-        groups: [partials, 1],
-        rows,
-        train,
-      },
-      partials,
-    };
-  },
+  loss: (plan, rows, train) => lossDispatch(plan, rows, train, CE_WG, CE_MAX_GROUPS),
 
   backward(plan, diag) {
     const rows = plan.batchSize;

@@ -20,7 +20,7 @@
  */
 
 import { C, constant } from "./abi.ts";
-import { type Dispatch, type EntryPoint, type KernelFamily, loop } from "./family.ts";
+import { type Dispatch, type EntryPoint, type KernelFamily, loop, lossDispatch } from "./family.ts";
 import type { Plan } from "./plan.ts";
 
 const RB = 16; // rows per invocation in linear_forward and the input gradient
@@ -156,19 +156,7 @@ export const software: KernelFamily = {
     }];
   },
 
-  loss(plan, rows, train) {
-    const partials = train ? 1 : Math.min(CE_MAX_GROUPS, ceil(rows, CE_WG));
-    return {
-      dispatch: {
-        kernel: "crossEntropy",
-        op: plan.ops.length - 1,
-        groups: [partials, 1],
-        rows,
-        train,
-      },
-      partials,
-    };
-  },
+  loss: (plan, rows, train) => lossDispatch(plan, rows, train, CE_WG, CE_MAX_GROUPS),
 
   backward(plan, diag) {
     const rows = plan.batchSize;
