@@ -20,7 +20,7 @@ const LAYERS: [string, RegExp][] = [
   // Training: the portable loop, and around it the run directory and figures.
   [
     "run",
-    /^(training|figures|run|run_dir|files|plots|report|batch_runs|sweep|experiments|lr_find|schedule|lab\/.*)\.ts$/,
+    /^(training|figures|run|run_dir|files|plots|batch_runs|sweep|experiments|lr_find|lab\/.*)\.ts$/,
   ],
   ["commands", /^cli\/.*\.ts$/],
 ];
