@@ -4,7 +4,7 @@
  * figure beside Deno's.
  */
 
-import puppeteer, { type Browser } from "puppeteer-core";
+import type { Browser } from "puppeteer-core";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
 import type { PresetName } from "../src/model.ts";
 import type {} from "../src/lab/hooks.ts";
@@ -13,8 +13,15 @@ import type {} from "../src/lab/hooks.ts";
  * Headless Chromium with WebGPU (on SwiftShader without a GPU), as root if need be, with no
  * background traffic. `protocolTimeout`: the longest one call into the page may take.
  */
-export function launchChromium(executablePath: string, protocolTimeout?: number): Promise<Browser> {
-  return puppeteer.launch({
+export async function launchChromium(
+  executablePath: string,
+  protocolTimeout?: number,
+): Promise<Browser> {
+  // Imported here, not at the top: puppeteer's dependencies read the environment as they load,
+  // which would fail a plain `deno test` (no --allow-env) before the browser test could say it
+  // is skipped.
+  const { default: puppeteer } = await import("puppeteer-core");
+  return await puppeteer.launch({
     executablePath,
     headless: true,
     protocolTimeout,

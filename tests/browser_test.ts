@@ -16,9 +16,10 @@ import { KERNEL_TOLERANCE } from "../src/gpu/selftest.ts";
 import type {} from "../src/lab/hooks.ts";
 import { assert, assertEquals, runCli, testWith } from "./util.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+/** $CHROMIUM, read in the test: a plain `deno test` has no env permission at load time. */
+const chromiumPath = () => Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 
-const launch = () => launchChromium(CHROMIUM);
+const launch = () => launchChromium(chromiumPath());
 
 /** A page of the lab, ready, with its errors collected. */
 async function open(
@@ -56,8 +57,9 @@ async function setFields(page: Page, fields: Record<string, string>): Promise<vo
 }
 
 testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium", async (t) => {
-  const chromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
-  assert(chromium, `no Chromium at ${CHROMIUM}: apt-get install chromium, or set $CHROMIUM`);
+  const path = chromiumPath();
+  const chromium = await Deno.stat(path).then(() => true, () => false);
+  assert(chromium, `no Chromium at ${path}: apt-get install chromium, or set $CHROMIUM`);
   const site = await Deno.makeTempDir({ prefix: "makemore-lab-" });
   const work = await Deno.makeTempDir({ prefix: "makemore-browser-" });
   const stop = new AbortController();
