@@ -36,11 +36,14 @@ export async function launchChromium(
   });
 }
 
+/** The Chromium to drive: $CHROMIUM, else Debian's. Read when needed (it takes --allow-env). */
+export const chromiumPath = (): string => Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+
 export async function benchInBrowser(
   preset: PresetName,
   o: { rounds: number; chunks: number; "chunk-steps": number },
 ): Promise<{ usPerStep: number; adapter: string } | { error: string }> {
-  const chromium = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+  const chromium = chromiumPath();
   if (!(await Deno.stat(chromium).then(() => true, () => false))) {
     return { error: `no Chromium at ${chromium}` };
   }

@@ -9,15 +9,12 @@
  */
 
 import type { Browser, Page } from "puppeteer-core";
-import { launchChromium } from "../bench/browser.ts";
+import { chromiumPath, launchChromium } from "../bench/browser.ts";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
 import { BROWSER_MESSAGES } from "../src/lab/session.ts";
 import { KERNEL_TOLERANCE } from "../src/gpu/selftest.ts";
 import type {} from "../src/lab/hooks.ts";
 import { assert, assertEquals, runCli, testWith } from "./util.ts";
-
-/** $CHROMIUM, read in the test: a plain `deno test` has no env permission at load time. */
-const chromiumPath = () => Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 
 const launch = () => launchChromium(chromiumPath());
 

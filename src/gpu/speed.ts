@@ -38,14 +38,14 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Multiply-adds of one step: each layer's x @ W forward, then dW and dx backward. */
-export function macsPerStep(config: ModelConfig, batch: number): number {
-  return modelLayout(config).layers.reduce((a, l) => a + 3 * batch * l.nIn * l.nOut, 0);
-}
-
 /** Multiply-adds of one forward pass over `rows` rows. */
 export function macsPerForward(config: ModelConfig, rows: number): number {
   return modelLayout(config).layers.reduce((a, l) => a + rows * l.nIn * l.nOut, 0);
+}
+
+/** Multiply-adds of one step: each layer's x @ W forward, then dW and dx backward. */
+export function macsPerStep(config: ModelConfig, batch: number): number {
+  return 3 * macsPerForward(config, batch);
 }
 
 /** Training steps per second, measured (see the module comment). */
