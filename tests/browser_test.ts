@@ -9,7 +9,7 @@
  */
 
 import type { Browser, Page } from "puppeteer-core";
-import { chromiumPath, launchChromium } from "../bench/browser.ts";
+import { chromiumFound, chromiumPath, launchChromium } from "../bench/browser.ts";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
 import { BROWSER_MESSAGES } from "../src/lab/session.ts";
 import { KERNEL_TOLERANCE } from "../src/gpu/selftest.ts";
@@ -55,8 +55,10 @@ async function setFields(page: Page, fields: Record<string, string>): Promise<vo
 
 testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium", async (t) => {
   const path = chromiumPath();
-  const chromium = await Deno.stat(path).then(() => true, () => false);
-  assert(chromium, `no Chromium at ${path}: apt-get install chromium, or set $CHROMIUM`);
+  assert(
+    await chromiumFound(path),
+    `no Chromium at ${path}: apt-get install chromium, or set $CHROMIUM`,
+  );
   const site = await Deno.makeTempDir({ prefix: "makemore-lab-" });
   const work = await Deno.makeTempDir({ prefix: "makemore-browser-" });
   const stop = new AbortController();
