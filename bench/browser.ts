@@ -6,6 +6,7 @@
 
 import type { Browser } from "puppeteer-core";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
+import { exists } from "../src/files.ts";
 import type { PresetName } from "../src/model.ts";
 import type {} from "../src/lab/hooks.ts";
 
@@ -39,16 +40,12 @@ export async function launchChromium(
 /** The Chromium to drive: $CHROMIUM, else Debian's. Read when needed (it takes --allow-env). */
 export const chromiumPath = (): string => Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 
-/** Whether there is a Chromium at `path` (the bench and the browser test check before launching). */
-export const chromiumFound = (path: string): Promise<boolean> =>
-  Deno.stat(path).then(() => true, () => false);
-
 export async function benchInBrowser(
   preset: PresetName,
   o: { rounds: number; chunks: number; "chunk-steps": number },
 ): Promise<{ usPerStep: number; adapter: string } | { error: string }> {
   const chromium = chromiumPath();
-  if (!(await chromiumFound(chromium))) {
+  if (!(await exists(chromium))) {
     return { error: `no Chromium at ${chromium}` };
   }
   const site = await Deno.makeTempDir({ prefix: "makemore-lab-" });

@@ -8,6 +8,7 @@
  */
 
 import { UserError } from "./errors.ts";
+import { exists } from "./files.ts";
 import { CHECKPOINT_FILE, readRunReport, RUN_FILE } from "./run_dir.ts";
 
 /** One run: the train flags (without --out), and where it goes. */
@@ -29,8 +30,6 @@ export interface RunOutcome {
   /** The one line the run failed with. */
   readonly error?: string;
 }
-
-const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
 
 /** The command line that runs one spec (for --print-commands, and for the children). */
 export function trainArgs(spec: RunSpec, resume: boolean): string[] {

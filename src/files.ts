@@ -13,6 +13,10 @@ export const MAX_DATA_BYTES = 64 * MiB;
 /** The largest checkpoint read: the biggest model the flags allow is ~270 MiB. */
 export const MAX_CHECKPOINT_BYTES = 1024 * MiB;
 
+/** Whether something (a file, a directory, anything) is at `path`; never throws. */
+export const exists = (path: string): Promise<boolean> =>
+  Deno.stat(path).then(() => true, () => false);
+
 /** "No space left on device", from "No space left on device (os error 28): write 'x'". */
 function reason(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "no such file or directory";

@@ -9,8 +9,9 @@
  */
 
 import type { Browser, Page } from "puppeteer-core";
-import { chromiumFound, chromiumPath, launchChromium } from "../bench/browser.ts";
+import { chromiumPath, launchChromium } from "../bench/browser.ts";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
+import { exists } from "../src/files.ts";
 import { BROWSER_MESSAGES } from "../src/lab/session.ts";
 import { KERNEL_TOLERANCE } from "../src/gpu/selftest.ts";
 import type {} from "../src/lab/hooks.ts";
@@ -56,7 +57,7 @@ async function setFields(page: Page, fields: Record<string, string>): Promise<vo
 testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium", async (t) => {
   const path = chromiumPath();
   assert(
-    await chromiumFound(path),
+    await exists(path),
     `no Chromium at ${path}: apt-get install chromium, or set $CHROMIUM`,
   );
   const site = await Deno.makeTempDir({ prefix: "makemore-lab-" });
@@ -175,7 +176,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
         await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: work });
         await page.click("#download");
         const file = `${work}/model.safetensors`;
-        for (let i = 0; i < 100 && !(await Deno.stat(file).then(() => true, () => false)); i++) {
+        for (let i = 0; i < 100 && !(await exists(file)); i++) {
           await new Promise((r) => setTimeout(r, 100));
         }
         const r = await runCli(

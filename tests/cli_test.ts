@@ -6,6 +6,7 @@
 
 import names from "../data/names.txt" with { type: "text" };
 import { decodeCheckpoint, encodeCheckpoint } from "../src/checkpoint.ts";
+import { exists } from "../src/files.ts";
 import { assert, assertEquals, cliCommand, type CliResult, runCli, testWith } from "./util.ts";
 
 const small = names.split("\n").slice(0, 400).join("\n") + "\n";
@@ -34,10 +35,6 @@ function assertOneLineError(r: CliResult, pattern: RegExp): void {
   assert(lines[0].startsWith("error: "), lines[0]);
   assert(pattern.test(lines[0]), `'${lines[0]}' does not match ${pattern}`);
   assert(!/\bat (file|async|ext):/.test(r.stderr), "no stack trace");
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 /** Starts a training run in the background; resolves when it has reported progress. */

@@ -7,6 +7,7 @@
 import names from "../data/names.txt" with { type: "text" };
 import { openBackend } from "../src/backend.ts";
 import { makeDataset, parseWords } from "../src/data.ts";
+import { exists } from "../src/files.ts";
 import { findLr } from "../src/lr_find.ts";
 import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
@@ -142,7 +143,7 @@ testWith(NEEDS, "sweep: bad grid values get one line, before any run", async () 
     ];
     for (const [args, pattern] of cases) {
       oneLineError(await tool("sweep.ts", [...base, ...args]), pattern);
-      assert(!(await Deno.stat(`${dir}/bad/runs`).then(() => true, () => false)), args.join(" "));
+      assert(!(await exists(`${dir}/bad/runs`)), args.join(" "));
     }
   });
 });

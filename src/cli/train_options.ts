@@ -5,7 +5,7 @@
  */
 
 import { KERNEL_CHOICES } from "../backend.ts";
-import { loadCheckpoint } from "../files.ts";
+import { exists, loadCheckpoint } from "../files.ts";
 import { LIMITS, type ModelConfig, type PresetName, PRESETS, type TrainConfig } from "../model.ts";
 import type { RunOptions } from "../run.ts";
 import { DEFAULT_SCHEDULE } from "../schedule.ts";
@@ -269,8 +269,7 @@ export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
     schedule = ck.state.schedule;
     if (data === undefined) {
       data = ck.state.data.path;
-      const found = await Deno.stat(data).then(() => true, () => false);
-      if (!found) {
+      if (!(await exists(data))) {
         throw new UserError(
           `--resume: the run's data file ${data} is not there any more; give it with --data FILE`,
         );
