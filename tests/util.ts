@@ -17,13 +17,14 @@ import { Rng as Generator } from "../src/rng.ts";
  * its GL backend (EGL through libglvnd, with Mesa's swrast: a second llvmpipe) beside Vulkan in
  * every instance, though nothing here uses it, and that is what made `deno test` die at exit now
  * and then (issue #10: SIGABRT, `malloc_consolidate` and kin, after the summary line). `deno test`
- * runs each module on a thread of its own, and when that thread tears its instance down while the
- * main thread is in exit(), EGL's teardown (libEGL_mesa, swrast) runs into libEGL's exit-time
- * destructors and the heap is corrupted: the cores show one thread in each. Deno reads
- * DENO_WEBGPU_BACKEND when a runtime makes its first instance, so this must be set before any test
- * asks for an adapter, which importing this module does; a value already set is left alone.
+ * runs each module on a thread of its own, and when that thread is still ending (freeing its EGL
+ * state, or tearing its instance down in libEGL_mesa and swrast) while the main thread is in
+ * exit(), running libEGL's destructors, the heap is corrupted: the cores show one thread in each
+ * (README, "Tests", has the measurements). Deno reads DENO_WEBGPU_BACKEND when a runtime makes its
+ * first instance, so this must be set before any test asks for an adapter, which importing this
+ * module does; a value already set is left alone.
  */
-export const WEBGPU_BACKENDS = "vulkan,metal,dx12";
+const WEBGPU_BACKENDS = "vulkan,metal,dx12";
 if (
   Deno.permissions.querySync({ name: "env", variable: "DENO_WEBGPU_BACKEND" }).state ===
     "granted" && Deno.env.get("DENO_WEBGPU_BACKEND") === undefined
