@@ -290,6 +290,12 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       await training();
       await page.click("#pause");
       assertEquals(await settle(page), "paused", await message(page));
+      // An error after a checkpoint also ends in "paused": the bar must hold no error.
+      const error = await page.$eval(
+        "#message",
+        (m) => !(m as HTMLElement).hidden && m.className !== "note",
+      );
+      assert(!error, await message(page));
     });
 
     // The picture in the README: a fresh page after 3,000 steps of the lecture's network.

@@ -5,6 +5,7 @@
  */
 
 import nodeAssert from "node:assert";
+import denoJson from "../deno.json" with { type: "json" };
 import type { Rng } from "../src/rng.ts";
 import { type Gpu, openGpu } from "../src/gpu/device.ts";
 import { CpuModel } from "../src/cpu/model.ts";
@@ -13,21 +14,19 @@ import { initModel, type ModelConfig } from "../src/model.ts";
 import { Rng as Generator } from "../src/rng.ts";
 
 /**
- * The WebGPU backends the tests let wgpu start: every native one but OpenGL. wgpu otherwise opens
- * its GL backend (EGL through libglvnd, with Mesa's swrast: a second llvmpipe) beside Vulkan in
- * every instance, though nothing here uses it, and that is what made `deno test` die at exit now
- * and then (issue #10: SIGABRT, `malloc_consolidate` and kin, after the summary line). `deno test`
- * runs each module on a thread of its own, and when that thread is still ending (freeing its EGL
- * state, or tearing its instance down in libEGL_mesa and swrast) while the main thread is in
- * exit(), running libEGL's destructors, the heap is corrupted: the cores show one thread in each
- * (README, "Tests", has the measurements). Deno reads DENO_WEBGPU_BACKEND when a runtime makes its
- * first instance, so this must be set before any test asks for an adapter, which importing this
- * module does; a value already set is left alone.
+ * `deno task test` starts wgpu without its OpenGL backend (DENO_WEBGPU_BACKEND in deno.json's
+ * test task): with it, `deno test` died at exit now and then, a module's thread ending in EGL while
+ * the main thread ran libEGL's destructors (issue #10; README, "Tests"). A plain `deno test` with
+ * --allow-env gets the same value here, before any test asks for an adapter (Deno reads the
+ * variable when a runtime makes its first WebGPU instance); a value already set is left alone.
+ * Children (the command-line tools, Chromium) inherit it, which changes nothing else for them.
  */
-const WEBGPU_BACKENDS = "vulkan,metal,dx12";
+const WEBGPU_BACKENDS = /^DENO_WEBGPU_BACKEND=(\S+) /.exec(denoJson.tasks.test)?.[1];
 if (
+  WEBGPU_BACKENDS !== undefined &&
   Deno.permissions.querySync({ name: "env", variable: "DENO_WEBGPU_BACKEND" }).state ===
-    "granted" && Deno.env.get("DENO_WEBGPU_BACKEND") === undefined
+    "granted" &&
+  Deno.env.get("DENO_WEBGPU_BACKEND") === undefined
 ) {
   Deno.env.set("DENO_WEBGPU_BACKEND", WEBGPU_BACKENDS);
 }
