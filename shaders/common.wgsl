@@ -18,8 +18,8 @@
 //   [rows]), Host what the host reads back: the losses, and the diagnostics of the steps that
 //   collect them (see DIAG in linear.wgsl).
 // Offsets in Op are in vec4 units of the buffer they index.
-
-// Scalar access to the vec4 buffers, for the embedding's unaligned rows. `i` counts floats.
-fn read_p(i: u32) -> f32 {
-  return P[i >> 2u][i & 3u];
-}
+//
+// Every store into a vec4 buffer writes a whole vec4, owned by the one invocation that writes
+// it: WGSL lets a store to one component access the whole vector, and Metal compiles it as a
+// read-modify-write of the float4, so two invocations writing different components of one
+// vec4 would lose updates at random (tests/shader_lint_test.ts refuses such stores).

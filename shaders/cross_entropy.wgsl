@@ -5,8 +5,7 @@
 // need the row's maximum and sum of exponentials, and the gradient of the fused pair is that
 // simple difference, where going through the softmax's own Jacobian would cost more and lose
 // accuracy. When the output layer has a BatchNorm, its backward (and its SGD) runs here too,
-// because it needs the whole column of gradients, which this one workgroup has just produced
-// (the software family; the gpu family gives it a dispatch of its own: FUSE_BN below).
+// because it needs the whole column of gradients, which this one workgroup has just produced.
 //
 // Training runs one workgroup; evaluation may run several, each writing its partial sum of
 // the losses to Host[step.loss + workgroup] for the host to add up. It runs with the output
@@ -15,10 +14,6 @@
 
 // CE_WG (invocations per workgroup) comes from the kernel family (src/gpu/software.ts, gpu.ts).
 var<workgroup> partial: array<f32, CE_WG>;
-
-// Whether the output BatchNorm's backward runs here (the software family) or in a dispatch of
-// its own, parallel over rows (the gpu family, gpu/batchnorm.wgsl).
-override FUSE_BN: bool = true;
 
 // Which of the 4 logits in vec4 n are real rather than padding.
 fn real_logits(n: u32) -> vec4<bool> {
@@ -67,7 +62,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
   if (li == 0u) {
     Host[step.loss + wg.x] = select(partial[0], partial[0] / f32(rows), train);
   }
-  if (!train || (op.flags & HAS_BN) == 0u || !FUSE_BN) {
+  if (!train || (op.flags & HAS_BN) == 0u) {
     return;
   }
 

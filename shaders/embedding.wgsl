@@ -10,22 +10,30 @@
 //
 override DIAG: bool = false;
 
-// Rows of embd floats are not vec4-aligned, so both kernels move single floats. The embedding
-// is "layer -1": its output x is in Out, its gradient (from the first layer's backward) in Gin.
+// The embedding is "layer -1": its output x is in Out, its gradient (from the first layer's
+// backward) in Gin. The table's rows are op.embd_q vec4 apart (padded, src/gpu/layout.ts).
 
+// One invocation per vec4 of x: row o / out_q, floats 4 (o % out_q).. of it, each the
+// dimension e of the token at position t of the row's context. The invocation owns the vec4
+// it stores (the positions' embd floats are not vec4-aligned: a store per float from each
+// position's invocation would share vec4s between invocations, see common.wgsl).
 @compute @workgroup_size(EMBED_WG)
 fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
-  let p = gid.x; // position: context row p / block, token p % block
-  if (p >= step.rows * op.block) {
+  let o = gid.x;
+  if (o >= step.rows * op.out_q) {
     return;
   }
-  let id = u32(D[step.data + p]);
-  let src = 4u * op.w + id * op.embd;
-  let dst = 4u * (op.t + (p / op.block) * op.out_q) + (p % op.block) * op.embd;
-  for (var e = 0u; e < op.embd; e++) {
-    let i = dst + e;
-    Out[i >> 2u][i & 3u] = read_p(src + e);
+  let r = o / op.out_q;
+  var x = vec4f(0.0); // the row's padding stays 0
+  for (var c = 0u; c < 4u; c++) {
+    let f = 4u * (o % op.out_q) + c;
+    if (f < op.block * op.embd) {
+      let id = u32(D[step.data + r * op.block + f / op.embd]);
+      let e = f % op.embd;
+      x[c] = P[op.w + id * op.embd_q + e / 4u][e % 4u];
+    }
   }
+  Out[op.t + o] = x;
 }
 
 // Lanes are tokens: the EMBED_TOKENS invocations of a workgroup own as many tokens' vec4 of
@@ -39,8 +47,7 @@ fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
   let token = gid.x;
   let e0 = 4u * gid.y; // the first of this invocation's 4 dimensions
   let dims = e0 + vec4u(0u, 1u, 2u, 3u);
-  // (The parentheses are WGSL's rule, which Tint enforces: '<' and '&' may not mix bare.)
-  let real = (dims < vec4u(op.embd)) & vec4<bool>(token < op.vocab);
+  let real = dims < vec4u(op.embd);
   let last = op.embd - 1u;
   var grad = vec4f(0.0);
   for (var r = 0u; r < step.rows; r++) {
@@ -55,9 +62,7 @@ fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
       grad += select(vec4f(0.0), g, vec4<bool>(id == token));
     }
   }
-  for (var c = 0u; c < 4u; c++) {
-    if (real[c]) {
-      sgd_embedding_element(token * op.embd + dims[c], grad[c], DIAG);
-    }
+  if (token < op.vocab) {
+    sgd_embedding(token, gid.y, select(vec4f(0.0), grad, real), DIAG);
   }
 }

@@ -12,27 +12,31 @@ fn sgd(param: vec4f, grad: vec4f) -> vec4f {
   return param - step.lr * grad;
 }
 
-fn sgd1(param: f32, grad: f32) -> f32 {
-  return param - step.lr * grad;
-}
-
-// The update of element f of the embedding table (both families' embedding_backward end with
-// it, op being the embedding's). `diag` (the kernel's DIAG) also writes the element's share of
-// the step's moments (see linear.wgsl) and, in a snapshot step, its gradient.
-fn sgd_embedding_element(f: u32, grad: f32, diag: bool) {
-  let at = 4u * op.w + f;
-  let updated = sgd1(read_p(at), grad);
-  Pn[at >> 2u][at & 3u] = updated;
-  if (diag) {
-    if (step.diag != NONE) {
+// The update of one vec4 of the embedding table: dimensions 4 e4..4 e4 + 3 of `token`'s row
+// (rows are padded to whole vec4s, src/gpu/layout.ts, so the invocation that calls this owns
+// the vec4 it writes; `grad` is 0 in the padding, which stays 0). Both families'
+// embedding_backward end with it, op being the embedding's. `diag` (the kernel's DIAG) also
+// writes each real element's share of the step's moments (see linear.wgsl) and, in a snapshot
+// step, its gradient, at the element's index in the CPU layout.
+fn sgd_embedding(token: u32, e4: u32, grad: vec4f, diag: bool) {
+  let at = op.w + token * op.embd_q + e4;
+  let updated = sgd(P[at], grad);
+  Pn[at] = updated;
+  if (!diag) {
+    return;
+  }
+  for (var c = 0u; c < 4u; c++) {
+    let e = 4u * e4 + c;
+    let f = token * op.embd + e;
+    if (e < op.embd && step.diag != NONE) {
       let m = step.diag + op.diag + 4u * f;
-      Host[m] = grad;
-      Host[m + 1u] = grad * grad;
-      Host[m + 2u] = updated;
-      Host[m + 3u] = updated * updated;
+      Host[m] = grad[c];
+      Host[m + 1u] = grad[c] * grad[c];
+      Host[m + 2u] = updated[c];
+      Host[m + 3u] = updated[c] * updated[c];
     }
-    if (step.snap != NONE) {
-      Host[step.snap + op.snap_w + f] = grad;
+    if (e < op.embd && step.snap != NONE) {
+      Host[step.snap + op.snap_w + f] = grad[c];
     }
   }
 }

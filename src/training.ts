@@ -72,9 +72,13 @@ export interface Progress {
   readonly valLoss?: number;
 }
 
-/** How a run talks to its user: progress, and one-line notes. */
+/**
+ * How a run talks to its user: progress, and one-line notes. The trainer waits for what
+ * `progress` returns before it goes on, so a reporter may hold the run at a chunk boundary (the
+ * command line's tests stop a run there, wherever the machine's speed would have put it).
+ */
 export interface Reporter {
-  progress(p: Progress): void;
+  progress(p: Progress): void | Promise<void>;
   note(text: string): void;
 }
 
@@ -248,7 +252,7 @@ export class Trainer {
       stepsSince += losses.length;
       this.step = c.start + losses.length;
       const rate = stepsSince / Math.max((performance.now() - since) / 1000, 1e-9);
-      reporter.progress({
+      await reporter.progress({
         step: this.step,
         steps: train.steps,
         loss: this.#smooth,
@@ -294,7 +298,7 @@ export class Trainer {
         if (evalEvery > 0 && this.step % evalEvery === 0 && this.step < train.steps) {
           const val = await backend.evaluate(dataset.examples.val);
           if (Number.isFinite(val)) await sinks.log({ step: this.step, val });
-          reporter.progress({
+          await reporter.progress({
             step: this.step,
             steps: train.steps,
             loss: this.#smooth,

@@ -13,7 +13,6 @@ import { chromiumPath, launchChromium } from "../bench/browser.ts";
 import { buildLab, serveLab } from "../src/cli/lab.ts";
 import { exists } from "../src/files.ts";
 import { BROWSER_MESSAGES } from "../src/lab/session.ts";
-import { KERNEL_TOLERANCE } from "../src/gpu/selftest.ts";
 import type {} from "../src/lab/hooks.ts";
 import { assert, assertEquals, runCli, testWith } from "./util.ts";
 
@@ -96,11 +95,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       const results = await page.evaluate(() => globalThis.lab.checkKernels());
       assert(results.length > 100, `${results.length} comparisons`);
       const bad = results.filter((r) => !(r.error <= r.tolerance));
-      assertEquals(bad, [], "every tensor within its tolerance");
-      assert(
-        results.every((r) => r.tolerance === KERNEL_TOLERANCE),
-        "the same tolerance as Deno's",
-      );
+      assertEquals(bad, [], "every tensor within its bound");
     });
 
     // The CLI's run of the same settings, to compare with.
@@ -122,26 +117,23 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       .map((l) => JSON.parse(l));
 
     await t.step(
-      "500 lecture steps in the page give the CLI's losses; the charts move",
+      "500 lecture steps in the page give the CLI's losses; the figures show the finished run",
       async () => {
         await page.select("#preset", "lecture");
         await setFields(page, { steps: "500" });
         await page.click("#start");
-        await page.waitForFunction(() => document.querySelector("#fig-loss svg"), {
-          timeout: 120_000,
-        });
-        const early = await page.$eval("#fig-loss", (e) => e.innerHTML);
         assertEquals(await settle(page), "finished", await message(page));
-        await page.waitForFunction(
-          (svg) => document.querySelector("#fig-loss")!.innerHTML !== svg,
-          {
-            timeout: 10_000,
-          },
-          early,
-        );
-        for (const fig of ["activations", "gradients", "weight-gradients", "update-ratio"]) {
-          assert(await page.$(`#fig-${fig} svg`), `the ${fig} figure is drawn`);
-        }
+        // Every figure ends up drawn from the run's final log and snapshots (a redraw asked
+        // for while another was drawing used to be dropped, leaving an earlier picture).
+        await page.waitForFunction(() => {
+          const s = globalThis.lab.session;
+          const figures = [...document.querySelectorAll<HTMLElement>("#charts figure")];
+          return figures.length === 6 &&
+            figures.every((f) =>
+              f.querySelector("svg") && f.dataset.entries === String(s.sinks.entries.length) &&
+              f.dataset.snapshots === String(s.trainer!.diagnostics.snapshots.length)
+            );
+        });
         const entries = await page.evaluate(() => globalThis.lab.session.sinks.entries);
         const losses = (log: { step: number; loss?: number }[]) =>
           log.filter((e) => e.loss !== undefined).map((e) => [e.step, e.loss!]);

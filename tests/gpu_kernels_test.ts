@@ -5,7 +5,6 @@
  * nothing convenient; evaluation and calibration; the loop-limit guard; determinism.
  */
 
-import { CpuModel } from "../src/cpu/model.ts";
 import { UserError } from "../src/errors.ts";
 import type { FamilyName } from "../src/gpu/family.ts";
 import { FAMILIES, GpuModel } from "../src/gpu/model.ts";
@@ -111,29 +110,41 @@ const sentinels: [string, ModelConfig][] = [
   ["linear: 200-wide BatchNorm layers", { ...PRESETS.seed.model, vocabSize: 27, nLayers: 1 }],
 ];
 
+// Only software rasterizers cut loops short: elsewhere these tests have nothing to check.
+const loopCapped = (await gpu()).adapter.fallback;
+const NO_LOOP_CAP = " [ignored: this adapter has no loop limit]";
+
 for (const [name, config] of sentinels) {
-  Deno.test(`kernels (loop limit, ${name}): exact at the largest batch the guard allows`, async () => {
-    const g = await gpu();
-    const probe = await GpuModel.create(g, config, { batchSize: 2, chunkSteps: 1 });
-    const most = probe.plan.maxRows;
-    probe.destroy();
-    if (!g.adapter.fallback) return; // real GPUs have no such limit
-    assert(most < 4096, `the loop guard is what limits this model (${most} rows)`);
-    assertComparisons(`${name}, batch ${most}`, await checkStep(g, config, most));
+  Deno.test({
+    name: `kernels (loop limit, ${name}): exact at the largest batch the guard allows` +
+      (loopCapped ? "" : NO_LOOP_CAP),
+    ignore: !loopCapped,
+    fn: async () => {
+      const g = await gpu();
+      const probe = await GpuModel.create(g, config, { batchSize: 2, chunkSteps: 1 });
+      const most = probe.plan.maxRows;
+      probe.destroy();
+      assert(most < 4096, `the loop guard is what limits this model (${most} rows)`);
+      assertComparisons(`${name}, batch ${most}`, await checkStep(g, config, most));
+    },
   });
 }
 
-Deno.test("kernels (loop limit): a batch over the guard's limit is refused, not truncated", async () => {
-  // The case a user found through the library: block 32, embedding 1, hidden 4, batch 3,000
-  // gave embedding gradients 72% wrong, silently.
-  const g = await gpu();
-  if (!g.adapter.fallback) return; // real GPUs have no such limit
-  const config = { ...PRESETS.lecture.model, vocabSize: 5, blockSize: 32, nEmbd: 1, nHidden: 4 };
-  const err = await assertRejects(
-    GpuModel.create(g, config, { batchSize: 3000, chunkSteps: 1 }),
-    UserError,
-  );
-  assert(/a batch of 3000 rows is more than/.test(err.message), err.message);
+Deno.test({
+  name: "kernels (loop limit): a batch over the guard's limit is refused, not truncated" +
+    (loopCapped ? "" : NO_LOOP_CAP),
+  ignore: !loopCapped,
+  fn: async () => {
+    // The case a user found through the library: block 32, embedding 1, hidden 4, batch 3,000
+    // gave embedding gradients 72% wrong, silently.
+    const g = await gpu();
+    const config = { ...PRESETS.lecture.model, vocabSize: 5, blockSize: 32, nEmbd: 1, nHidden: 4 };
+    const err = await assertRejects(
+      GpuModel.create(g, config, { batchSize: 3000, chunkSteps: 1 }),
+      UserError,
+    );
+    assert(/a batch of 3000 rows is more than/.test(err.message), err.message);
+  },
 });
 
 Deno.test("kernels: evaluation passes at the guard's largest size match the CPU", async () => {
@@ -193,5 +204,4 @@ Deno.test("kernels: the CPU reference model and the GPU model start from the sam
   const got = await m.gpu.getParams();
   assertEquals(got.params, m.init.params);
   assertEquals(got.buffers, m.init.buffers);
-  assert(m.cpu instanceof CpuModel);
 });

@@ -36,10 +36,5 @@ fn embedding_backward(@builtin(workgroup_id) wg: vec3u,
   if (li != 0u) {
     return;
   }
-  let grad = grads[0];
-  for (var c = 0u; c < 4u; c++) {
-    if (dims[c] < op.embd) {
-      sgd_embedding_element(token * op.embd + dims[c], grad[c], DIAG);
-    }
-  }
+  sgd_embedding(token, wg.y, select(vec4f(0.0), grads[0], dims < vec4u(op.embd)), DIAG);
 }

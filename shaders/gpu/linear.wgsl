@@ -1,37 +1,41 @@
 // Linear layer, the `gpu` kernel family (src/gpu/gpu.ts; CPU reference: src/cpu/linear.ts):
-// h = x @ W (+ b), then dW = x^T @ dh (with SGD applied to W) and dx = dh @ W^T.
+// h = x @ W (+ b), then dW = x^T @ dh (with SGD applied to W) and dx = dh @ W^T; with the
+// layer's BatchNorm and tanh fused into the forward's epilogue, and the previous layer's tanh
+// and BatchNorm backward into the epilogue of dx, as the software family does (linear.wgsl).
 //
-// Shaped for GPUs, where a dispatch costs a few microseconds and thousands of invocations run
-// at once: every output vec4 (4 adjacent features of one row, or of one row of W) is owned by
-// G_SLICES invocations of one workgroup, each summing every G_SLICES-th term, and the partial
-// sums meet in workgroup memory. The loops stay short (the 200-wide layers of `seed`: 7
-// iterations), and a 32-row batch of them makes 12,800 invocations. BatchNorm, which needs a
-// whole column, runs in its own dispatch (gpu/batchnorm.wgsl); tanh and the bias are fused where
-// no column sum is needed.
+// Shaped for GPUs, where thousands of invocations run at once: every output vec4 (4 adjacent
+// features of one row, or of one row of W) is owned by G_SLICES invocations of one workgroup,
+// each summing every G_SLICES-th term, and the partial sums meet in workgroup memory. A
+// workgroup of the forward (and of dx) owns one vec4 column for G_ROWS rows at a time; where a
+// BatchNorm needs the column's sums over the batch, one workgroup takes every row of it, block
+// by block, and the sums are reduced in workgroup memory too. The loops stay short (the
+// 200-wide layers of `seed`: 7 iterations a block), and a 32-row batch makes 12,800
+// invocations per layer.
 //
 // Same memory model as the software family (shaders/common.wgsl): x in In at op.x, h and t in
-// Out, dh in Gin, the previous layer's dh in Gout at prev.dh, W the texture, Wn after SGD.
+// Out, dh in Gin, the previous layer's values in In at prev.*, its dh in Gout at prev.dh, W the
+// texture, Wn after SGD. Every vec4 stored is owned by one invocation: the slice-0 invocation
+// of its row (an "owner"), which is also the only one to read it back.
 
-// The tile: G_OUT outputs x G_SLICES slices of their sums = GPU_WG invocations.
 var<workgroup> partials: array<vec4f, GPU_WG>;
 
-// The sum of v over the G_SLICES slices of this invocation's output (invocations li % G_OUT).
-// Called by every invocation of the workgroup (it holds barriers).
+// The sum of v over the G_SLICES slices of this invocation's output (the invocations with the
+// same li % G_ROWS). Called by every invocation of the workgroup (it holds barriers).
 fn slice_total(v: vec4f, li: u32) -> vec4f {
   partials[li] = v;
   workgroupBarrier();
   for (var stride = G_SLICES / 2u; stride > 0u; stride /= 2u) {
-    if (li / G_OUT < stride) {
-      partials[li] += partials[li + stride * G_OUT];
+    if (li / G_ROWS < stride) {
+      partials[li] += partials[li + stride * G_ROWS];
     }
     workgroupBarrier();
   }
-  let total = partials[li % G_OUT];
+  let total = partials[li % G_ROWS];
   workgroupBarrier(); // read before partials is reused
   return total;
 }
 
-// The sum of v over the whole workgroup (for the DIAG moments).
+// The sum of v over the whole workgroup (column sums over the batch, the DIAG moments).
 fn workgroup_sum(v: vec4f, li: u32) -> vec4f {
   partials[li] = v;
   workgroupBarrier();
@@ -52,43 +56,87 @@ fn sum4(v: vec4f) -> f32 {
 
 override DIAG: bool = false;
 
-// Forward. Grid: ceil(rows * out_q / G_OUT) workgroups; output o is row o / out_q, vec4
-// o % out_q. Without BatchNorm the epilogue adds the bias and applies tanh; with it, h is kept
-// for batchnorm_forward, and in evaluation the running statistics are applied here too.
+// Forward. Grid: (out_q, row groups): workgroup (q, g) owns column vec4 q of rows g * G_ROWS..
+// in steps of G_ROWS * groups; a single row group when the batch statistics are computed here.
+// Without BatchNorm the epilogue adds the bias and applies tanh; with it, h is kept for the
+// backward, and t = tanh(BatchNorm(h)) with the batch's statistics (training) or the running
+// ones (evaluation).
 @compute @workgroup_size(GPU_WG)
-fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let outputs = step.rows * op.out_q;
-  let o = wg.x * G_OUT + li % G_OUT;
-  let slice = li / G_OUT;
-  let oc = min(o, outputs - 1u);
-  let r = oc / op.out_q;
-  let q = oc % op.out_q;
-  var acc = vec4f(0.0);
-  for (var k = slice; k < op.in_q; k += G_SLICES) {
-    let x = In[op.x + r * op.in_q + k];
-    acc += x.x * textureLoad(W, vec2u(q, 4u * k), 0) +
-           x.y * textureLoad(W, vec2u(q, 4u * k + 1u), 0) +
-           x.z * textureLoad(W, vec2u(q, 4u * k + 2u), 0) +
-           x.w * textureLoad(W, vec2u(q, 4u * k + 3u), 0);
-  }
-  var h = slice_total(acc, li);
-  if (o >= outputs || slice != 0u) {
-    return;
-  }
-  if ((op.flags & HAS_BIAS) != 0u) {
-    h += P[op.bias + q];
-  }
-  let at = r * op.out_q + q;
+fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
+                  @builtin(num_workgroups) groups: vec3u) {
+  let rows = step.rows;
+  let q = wg.x;
+  let slice = li / G_ROWS;
+  let first = wg.y * G_ROWS + li % G_ROWS; // this invocation's first row
+  let stride = groups.y * G_ROWS;
+  let bn = (op.flags & HAS_BN) != 0u;
   let tanh_out = (op.flags & HAS_TANH) != 0u;
-  if ((op.flags & HAS_BN) == 0u) {
-    Out[op.t + at] = select(h, tanh_forward(h), tanh_out);
+  let batch_stats = bn && step.mode == MODE_TRAIN;
+  var bias = vec4f(0.0);
+  if ((op.flags & HAS_BIAS) != 0u) {
+    bias = P[op.bias + q];
+  }
+  // The row loop's trip count is the same for every invocation: barriers stay uniform.
+  var sum = vec4f(0.0);
+  for (var r0 = wg.y * G_ROWS; r0 < rows; r0 += stride) {
+    let r = r0 + li % G_ROWS;
+    let rc = min(r, rows - 1u);
+    var acc = vec4f(0.0);
+    for (var k = slice; k < op.in_q; k += G_SLICES) {
+      let x = In[op.x + rc * op.in_q + k];
+      acc += x.x * textureLoad(W, vec2u(q, 4u * k), 0) +
+             x.y * textureLoad(W, vec2u(q, 4u * k + 1u), 0) +
+             x.z * textureLoad(W, vec2u(q, 4u * k + 2u), 0) +
+             x.w * textureLoad(W, vec2u(q, 4u * k + 3u), 0);
+    }
+    let h = slice_total(acc, li) + bias;
+    // (No `continue` for the others: the next iteration's barriers must stay uniform.)
+    if (slice == 0u && r < rows) {
+      let at = r * op.out_q + q;
+      if (!bn) {
+        Out[op.t + at] = select(h, tanh_forward(h), tanh_out);
+      } else {
+        Out[op.h + at] = h;
+        sum += h;
+      }
+    }
+  }
+  if (!bn) {
     return;
   }
-  Out[op.h + at] = h;
-  if (step.mode == MODE_EVAL) {
-    let invstd = bn_invstd(P[op.run_var + q], op.eps);
-    let y = bn_forward(h, P[op.run_mean + q], invstd, P[op.gamma + q], P[op.beta + q]);
-    Out[op.t + at] = select(y, tanh_forward(y), tanh_out);
+  var mean: vec4f;
+  var variance: vec4f;
+  if (batch_stats) {
+    // Two passes, for accuracy: the mean, then the squared deviations from it. The owners
+    // re-read only the rows they wrote.
+    mean = workgroup_sum(sum, li) / f32(rows);
+    var sum_sq = vec4f(0.0);
+    for (var r = first; r < rows; r += stride) {
+      if (slice == 0u) {
+        let d = Out[op.h + r * op.out_q + q] - mean;
+        sum_sq += d * d;
+      }
+    }
+    variance = bn_variance(workgroup_sum(sum_sq, li), rows);
+    if (li == 0u) {
+      Out[op.stats + q] = mean;
+      Out[op.stats + op.out_q + q] = variance;
+      Pn[op.run_mean + q] = bn_running(P[op.run_mean + q], mean, op.momentum);
+      Pn[op.run_var + q] = bn_running(P[op.run_var + q], variance, op.momentum);
+    }
+  } else {
+    mean = P[op.run_mean + q];
+    variance = P[op.run_var + q];
+  }
+  let invstd = bn_invstd(variance, op.eps);
+  let gamma = P[op.gamma + q];
+  let beta = P[op.beta + q];
+  for (var r = first; r < rows; r += stride) {
+    if (slice == 0u) {
+      let at = r * op.out_q + q;
+      let y = bn_forward(Out[op.h + at], mean, invstd, gamma, beta);
+      Out[op.t + at] = select(y, tanh_forward(y), tanh_out);
+    }
   }
 }
 
@@ -103,12 +151,13 @@ fn matmul_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
 }
 
 // dW[k][4q..4q+3] = sum over rows of x[row][k] * dh[row][q], then W' = W - lr dW into Wn. The
-// outputs are W's 4 in_q rows, then one more: the bias gradient (x = 1).
+// outputs are W's 4 in_q rows, then one more: the bias gradient (x = 1). G_ROWS outputs per
+// workgroup, each summed over the batch by G_SLICES invocations.
 fn weight_gradient(tile: u32, li: u32) {
   let k_rows = 4u * op.in_q + 1u;
   let outputs = k_rows * op.out_q;
-  let o = tile * G_OUT + li % G_OUT;
-  let slice = li / G_OUT;
+  let o = tile * G_ROWS + li % G_ROWS;
+  let slice = li / G_ROWS;
   let oc = min(o, outputs - 1u);
   let k = oc / op.out_q;
   let q = oc % op.out_q;
@@ -157,37 +206,74 @@ fn weight_gradient(tile: u32, li: u32) {
   }
 }
 
-// dx[row][4i..4i+3] = sum over n of dh[row][n] . W[4i + j][n], into Gout at prev.dh: the
-// gradient w.r.t. the previous layer's output t. Without a BatchNorm there, its tanh backward
-// is fused here (with one, gpu/batchnorm.wgsl does both).
+// dx[row][4i..4i+3] = sum over n of dh[row][n] . W[4i + j][n]: the gradient w.r.t. the previous
+// layer's output t, turned into its dh in Gout at prev.dh through its tanh and its BatchNorm
+// (updating its gamma and beta). Tiles: i = tile % in_q, row group tile / in_q of
+// `row_groups` (one, covering the whole batch, when the previous layer has a BatchNorm).
+// Without a previous layer (the embedding's gradient) dx itself goes to prev.dh.
 fn input_gradient(tile: u32, li: u32) {
-  let outputs = step.rows * op.in_q;
-  let o = tile * G_OUT + li % G_OUT;
-  let slice = li / G_OUT;
-  let oc = min(o, outputs - 1u);
-  let r = oc / op.in_q;
-  let i = oc % op.in_q;
-  var acc = vec4f(0.0);
-  for (var n = slice; n < op.out_q; n += G_SLICES) {
-    let d = Gin[op.dh + r * op.out_q + n];
-    acc += vec4f(dot(textureLoad(W, vec2u(n, 4u * i), 0), d),
-                 dot(textureLoad(W, vec2u(n, 4u * i + 1u), 0), d),
-                 dot(textureLoad(W, vec2u(n, 4u * i + 2u), 0), d),
-                 dot(textureLoad(W, vec2u(n, 4u * i + 3u), 0), d));
+  let rows = step.rows;
+  let i = tile % op.in_q;
+  let slice = li / G_ROWS;
+  let bn = (prev.flags & HAS_BN) != 0u;
+  let tanh_in = (prev.flags & HAS_TANH) != 0u;
+  let row_groups = select((rows + G_ROWS - 1u) / G_ROWS, 1u, bn);
+  let first = (tile / op.in_q) * G_ROWS + li % G_ROWS;
+  let stride = row_groups * G_ROWS;
+  var mean = vec4f(0.0);
+  var invstd = vec4f(0.0);
+  if (bn) {
+    mean = In[prev.stats + i];
+    invstd = bn_invstd(In[prev.stats + prev.out_q + i], prev.eps);
   }
-  let dt = slice_total(acc, li);
-  if (o >= outputs || slice != 0u) {
+  var sum_dy = vec4f(0.0);
+  var sum_dy_xhat = vec4f(0.0);
+  for (var r0 = (tile / op.in_q) * G_ROWS; r0 < rows; r0 += stride) {
+    let r = r0 + li % G_ROWS;
+    let rc = min(r, rows - 1u);
+    var acc = vec4f(0.0);
+    for (var n = slice; n < op.out_q; n += G_SLICES) {
+      let d = Gin[op.dh + rc * op.out_q + n];
+      acc += vec4f(dot(textureLoad(W, vec2u(n, 4u * i), 0), d),
+                   dot(textureLoad(W, vec2u(n, 4u * i + 1u), 0), d),
+                   dot(textureLoad(W, vec2u(n, 4u * i + 2u), 0), d),
+                   dot(textureLoad(W, vec2u(n, 4u * i + 3u), 0), d));
+    }
+    let dt = slice_total(acc, li);
+    if (slice == 0u && r < rows) {
+      let at = r * op.in_q + i;
+      if (DIAG && step.snap != NONE && prev.snap_dt != NONE) {
+        let s = step.snap + prev.snap_dt + 4u * at; // padded [rows][in_q]
+        Host[s] = dt.x;
+        Host[s + 1u] = dt.y;
+        Host[s + 2u] = dt.z;
+        Host[s + 3u] = dt.w;
+      }
+      // prev.t is this layer's input, op.x, in In.
+      let dy = select(dt, tanh_backward(dt, In[prev.t + at]), tanh_in);
+      Gout[prev.dh + at] = dy; // with BatchNorm, its owner turns it into dh below
+      if (bn) {
+        sum_dy += dy;
+        sum_dy_xhat += dy * (In[prev.h + at] - mean) * invstd;
+      }
+    }
+  }
+  if (!bn) {
     return;
   }
-  let at = r * op.in_q + i;
-  if (DIAG && step.snap != NONE && prev.snap_dt != NONE) {
-    let s = step.snap + prev.snap_dt + 4u * at; // padded [rows][in_q]
-    Host[s] = dt.x;
-    Host[s + 1u] = dt.y;
-    Host[s + 2u] = dt.z;
-    Host[s + 3u] = dt.w;
+  sum_dy = workgroup_sum(sum_dy, li);
+  sum_dy_xhat = workgroup_sum(sum_dy_xhat, li);
+  let gamma = P[prev.gamma + i];
+  for (var r = first; r < rows; r += stride) {
+    if (slice == 0u) {
+      let at = r * op.in_q + i;
+      let xhat = (In[prev.h + at] - mean) * invstd;
+      Gout[prev.dh + at] = bn_backward(Gout[prev.dh + at], xhat, invstd, gamma, sum_dy,
+                                       sum_dy_xhat, rows);
+    }
   }
-  let fuse_tanh = (prev.flags & HAS_TANH) != 0u && (prev.flags & HAS_BN) == 0u;
-  // prev.t is this layer's input, op.x, in In.
-  Gout[prev.dh + at] = select(dt, tanh_backward(dt, In[prev.t + at]), fuse_tanh);
+  if (li == 0u) {
+    Pn[prev.gamma + i] = sgd(gamma, sum_dy_xhat);
+    Pn[prev.beta + i] = sgd(P[prev.beta + i], sum_dy);
+  }
 }

@@ -30,15 +30,53 @@ function duration(seconds: number): string {
     : `${s}s`;
 }
 
+/**
+ * A hook for tests that stop a run with a signal: with MAKEMORE_HOLD_AT_STEP=N in the environment
+ * (and --allow-env), the run waits at the first chunk boundary at or after step N, after saying
+ * so (`{"event":"held"}` with --json), until `stopped` resolves. A signal sent then finds the run
+ * still going however fast the machine is, where one sent "soon after it starts" may come too
+ * late.
+ */
+function holdAt(): number {
+  const name = "MAKEMORE_HOLD_AT_STEP";
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+    return Infinity;
+  }
+  const v = Number(Deno.env.get(name) ?? NaN);
+  return Number.isInteger(v) && v > 0 ? v : Infinity;
+}
+
 /** Progress as a live bar on a terminal, plain lines otherwise, JSON, or nothing. */
-function makeReporter(mode: "tty" | "plain" | "json" | "quiet"): RunReporter & { end(): void } {
+function makeReporter(
+  mode: "tty" | "plain" | "json" | "quiet",
+  stopped: Promise<void>,
+): RunReporter & { end(): void } {
   const enc = new TextEncoder();
   const write = (s: string) => Deno.stdout.writeSync(enc.encode(s));
   let lastPlain = 0;
   let bar = false;
+  const hold = holdAt();
+  let held = false;
   const line = (p: Progress) =>
     `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.stepsPerSecond.toFixed(0)} steps/s` +
     `  ETA ${duration(p.etaSeconds)}`;
+  const show = (p: Progress) => {
+    if (p.valLoss !== undefined) {
+      if (bar) write("\r\x1b[2K");
+      console.log(`step ${p.step}: val loss ${p.valLoss.toFixed(4)}`);
+      bar = false;
+      return;
+    }
+    if (mode === "tty") {
+      const width = 24;
+      const filled = Math.round((width * p.step) / p.steps);
+      write(`\r\x1b[2K[${"#".repeat(filled)}${".".repeat(width - filled)}] ${line(p)}`);
+      bar = true;
+    } else if (performance.now() - lastPlain > 10_000 || p.step === p.steps) {
+      console.log(line(p));
+      lastPlain = performance.now();
+    }
+  };
   return {
     start({ backend, params, dataset, resumedFrom }) {
       if (mode === "quiet" || mode === "json") {
@@ -65,26 +103,16 @@ function makeReporter(mode: "tty" | "plain" | "json" | "quiet"): RunReporter & {
       if (resumedFrom) console.log(`resuming from step ${resumedFrom}`);
     },
     progress(p) {
-      if (mode === "quiet") return;
-      if (mode === "json") {
-        console.log(JSON.stringify({ event: "progress", ...p }));
-        return;
-      }
-      if (p.valLoss !== undefined) {
-        if (bar) write("\r\x1b[2K");
-        console.log(`step ${p.step}: val loss ${p.valLoss.toFixed(4)}`);
-        bar = false;
-        return;
-      }
-      if (mode === "tty") {
-        const width = 24;
-        const filled = Math.round((width * p.step) / p.steps);
-        write(`\r\x1b[2K[${"#".repeat(filled)}${".".repeat(width - filled)}] ${line(p)}`);
-        bar = true;
-      } else if (performance.now() - lastPlain > 10_000 || p.step === p.steps) {
-        console.log(line(p));
-        lastPlain = performance.now();
-      }
+      const wait = !held && p.step >= hold && p.step < p.steps;
+      held ||= wait;
+      if (mode === "json") console.log(JSON.stringify({ event: "progress", ...p }));
+      else if (mode !== "quiet") show(p);
+      if (!wait) return;
+      if (mode === "json") console.log(JSON.stringify({ event: "held", step: p.step }));
+      // A pending promise alone does not keep Deno's event loop alive (nor do signal
+      // listeners): a timer does, until the signal comes.
+      const alive = setInterval(() => {}, 1000);
+      return stopped.finally(() => clearInterval(alive));
     },
     note(text) {
       if (mode === "quiet") return;
@@ -116,8 +144,9 @@ async function main(values: TrainValues): Promise<number> {
     : Deno.stdout.isTerminal()
     ? "tty"
     : "plain";
-  const reporter = makeReporter(mode);
   const stop = new AbortController();
+  const stopped = new Promise<void>((r) => stop.signal.addEventListener("abort", () => r()));
+  const reporter = makeReporter(mode, stopped);
   let stoppedBy: StopSignal = "SIGINT";
   const listeners = Object.keys(STOP_SIGNALS).map((name) => {
     const sig = name as StopSignal;

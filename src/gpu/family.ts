@@ -11,7 +11,7 @@
  *   output vec4 per few invocations, sums over the batch reduced in workgroup memory, short loops.
  */
 
-import type { Constant } from "./abi.ts";
+import { C, type Constant } from "./abi.ts";
 import type { Plan } from "./plan.ts";
 
 export type FamilyName = "software" | "gpu";
@@ -100,4 +100,21 @@ export function lossDispatch(
     },
     partials,
   };
+}
+
+/**
+ * The loops of cross_entropy (with `wg` invocations a workgroup): its rows, three passes over
+ * each row's logits (two in evaluation), the tree of the partial losses, and in training with
+ * an output BatchNorm its backward: two passes over the batch per column.
+ */
+export function crossEntropyIterations(plan: Plan, d: Dispatch, wg: number): number {
+  const f = plan.ops[d.op];
+  const perInvocation = Math.ceil(d.rows / (d.groups[0] * wg));
+  let n = loop(perInvocation) + perInvocation * (d.train ? 3 : 2) * loop(f.out_q) +
+    loop(Math.log2(wg));
+  if (d.train && (f.flags & C.HAS_BN)) {
+    const columns = Math.ceil(f.out_q / wg);
+    n += loop(columns) + columns * 2 * loop(d.rows);
+  }
+  return n;
 }

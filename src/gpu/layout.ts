@@ -7,14 +7,22 @@
  *   roundUp4(nOut) / 4 texels: on llvmpipe a texel fetch costs a fraction of a storage-buffer
  *   load (linear.wgsl), and a texture is what every GPU caches best for this access pattern.
  * - Every other tensor (the embedding table, biases, BatchNorm gammas, betas and running
- *   statistics) is a vector in one storage buffer, starting on a multiple of 4 floats.
+ *   statistics) is in one storage buffer, starting on a multiple of 4 floats, the table's rows
+ *   each padded to a multiple of 4 floats (BufferLayout).
  */
 
 import type { ModelLayout, Tensor } from "../model.ts";
 
 export const roundUp4 = (n: number): number => Math.ceil(n / 4) * 4;
 
-/** A list of tensors, each flattened, packed into one buffer at 4-float boundaries. */
+/**
+ * A list of tensors packed into one buffer, each starting on a vec4, and each row of a matrix
+ * (the embedding table) padded to a multiple of 4 floats. Padded rows make every vec4 of the
+ * buffer hold values of one row only, so that the kernel updating a row owns its vec4s whole:
+ * a store to one component of a vec4 in storage may rewrite the whole vector on some GPUs
+ * (Metal), and two invocations writing different components of one vec4 would then lose
+ * updates (shaders/sgd.wgsl).
+ */
 export class BufferLayout {
   readonly tensors: readonly Tensor[];
   readonly offsets: readonly number[]; // floats
@@ -26,11 +34,18 @@ export class BufferLayout {
     let cursor = 0;
     this.offsets = tensors.map((t) => {
       const at = cursor;
-      cursor += roundUp4(t.size);
+      const { rows, stride } = BufferLayout.rows(t);
+      cursor += rows * stride;
       return at;
     });
     this.size = Math.max(cursor, 4);
     this.#byName = new Map(tensors.map((t, i) => [t.name, this.offsets[i]]));
+  }
+
+  /** A tensor as rows of `cols` values, `stride` floats apart: a vector is one row. */
+  static rows(t: Tensor): { rows: number; cols: number; stride: number } {
+    const cols = t.shape.length === 2 ? t.shape[1] : t.size;
+    return { rows: t.size / cols, cols, stride: roundUp4(cols) };
   }
 
   /** Offset in vec4 units, as the kernels index. */
@@ -43,17 +58,25 @@ export class BufferLayout {
   /** CPU layout -> GPU layout (padding zero). */
   pack(cpu: Float32Array): Float32Array<ArrayBuffer> {
     const gpu = new Float32Array(this.size);
-    this.tensors.forEach((t, i) =>
-      gpu.set(cpu.subarray(t.offset, t.offset + t.size), this.offsets[i])
-    );
+    this.tensors.forEach((t, i) => {
+      const { rows, cols, stride } = BufferLayout.rows(t);
+      for (let r = 0; r < rows; r++) {
+        const src = t.offset + r * cols;
+        gpu.set(cpu.subarray(src, src + cols), this.offsets[i] + r * stride);
+      }
+    });
     return gpu;
   }
 
   /** GPU layout -> CPU layout, into `cpu`. */
   unpack(gpu: Float32Array, cpu: Float32Array): void {
-    this.tensors.forEach((t, i) =>
-      cpu.set(gpu.subarray(this.offsets[i], this.offsets[i] + t.size), t.offset)
-    );
+    this.tensors.forEach((t, i) => {
+      const { rows, cols, stride } = BufferLayout.rows(t);
+      for (let r = 0; r < rows; r++) {
+        const at = this.offsets[i] + r * stride;
+        cpu.set(gpu.subarray(at, at + cols), t.offset + r * cols);
+      }
+    });
   }
 }
 

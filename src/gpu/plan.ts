@@ -168,6 +168,7 @@ function opValues(
     momentum: config.bnMomentum,
     eps: config.bnEps,
     embd: E,
+    embd_q: roundUp4(E) / 4,
     block: T,
     vocab: V,
     diag: 0,

@@ -16,7 +16,6 @@ import embedding from "../../shaders/embedding.wgsl" with { type: "text" };
 import linear from "../../shaders/linear.wgsl" with { type: "text" };
 import crossEntropy from "../../shaders/cross_entropy.wgsl" with { type: "text" };
 import gpuLinear from "../../shaders/gpu/linear.wgsl" with { type: "text" };
-import gpuBatchnorm from "../../shaders/gpu/batchnorm.wgsl" with { type: "text" };
 import gpuEmbedding from "../../shaders/gpu/embedding.wgsl" with { type: "text" };
 
 /** Every WGSL file, by its path under shaders/. */
@@ -29,7 +28,6 @@ export const SHADERS: Readonly<Record<string, string>> = {
   "linear.wgsl": linear,
   "cross_entropy.wgsl": crossEntropy,
   "gpu/linear.wgsl": gpuLinear,
-  "gpu/batchnorm.wgsl": gpuBatchnorm,
   "gpu/embedding.wgsl": gpuEmbedding,
 };
 

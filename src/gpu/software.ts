@@ -20,7 +20,14 @@
  */
 
 import { C, constant } from "./abi.ts";
-import { type Dispatch, type EntryPoint, type KernelFamily, loop, lossDispatch } from "./family.ts";
+import {
+  crossEntropyIterations,
+  type Dispatch,
+  type EntryPoint,
+  type KernelFamily,
+  loop,
+  lossDispatch,
+} from "./family.ts";
 import type { Plan } from "./plan.ts";
 
 const RB = 16; // rows per invocation in linear_forward and the input gradient
@@ -29,7 +36,7 @@ const WX = 8; // adjacent vec4 columns per workgroup
 const WY = 1; // row groups per workgroup: one SIMD group, no barriers to wait at
 const CE_WG = 64; // cross_entropy's workgroup
 const CE_MAX_GROUPS = 16; // the most workgroups of an evaluation pass's cross_entropy
-const EMBED_WG = 64; // embedding_forward: positions per workgroup
+const EMBED_WG = 64; // embedding_forward: vec4 of x per workgroup
 const EMBED_TOKENS = 8; // embedding_backward: tokens (lanes) per workgroup
 
 const CONSTANTS = {
@@ -38,7 +45,7 @@ const CONSTANTS = {
   WX: constant(WX, "linear: adjacent vec4 columns per workgroup"),
   WY: constant(WY, "linear: row groups per workgroup"),
   CE_WG: constant(CE_WG, "cross_entropy: invocations per workgroup"),
-  EMBED_WG: constant(EMBED_WG, "embedding_forward: positions per workgroup"),
+  EMBED_WG: constant(EMBED_WG, "embedding_forward: vec4 of x per workgroup"),
   EMBED_TOKENS: constant(EMBED_TOKENS, "embedding_backward: tokens per workgroup"),
 };
 
@@ -109,18 +116,6 @@ function backwardIterations(plan: Plan, d: Dispatch, diag: boolean): number {
   return Math.max(dw, dx);
 }
 
-function crossEntropyIterations(plan: Plan, d: Dispatch, train: boolean): number {
-  const f = plan.ops[d.op];
-  const perInvocation = ceil(d.rows, d.groups[0] * CE_WG);
-  let n = loop(perInvocation) + perInvocation * (train ? 3 : 2) * loop(f.out_q) +
-    loop(Math.log2(CE_WG));
-  if (train && (f.flags & C.HAS_BN)) {
-    const columns = ceil(f.out_q, CE_WG);
-    n += loop(columns) + columns * 2 * loop(d.rows);
-  }
-  return n;
-}
-
 export const software: KernelFamily = {
   name: "software",
   constants: CONSTANTS,
@@ -139,7 +134,7 @@ export const software: KernelFamily = {
   },
 
   embed(plan, rows) {
-    const groups = [ceil(rows * plan.config.blockSize, EMBED_WG), 1] as const;
+    const groups = [ceil(rows * plan.ops[0].out_q, EMBED_WG), 1] as const;
     return { kernel: "embeddingForward", op: 0, groups, rows, train: true };
   },
 
@@ -196,10 +191,10 @@ export const software: KernelFamily = {
     if (d.kernel.startsWith("linearForward")) return forwardIterations(plan, d);
     if (d.kernel.startsWith("linearBackward")) return backwardIterations(plan, d, diag);
     if (d.kernel === "crossEntropy") {
-      return crossEntropyIterations(plan, d, d.train);
+      return crossEntropyIterations(plan, d, CE_WG);
     }
-    const { blockSize, nEmbd } = plan.config;
-    if (d.kernel === "embeddingForward") return loop(nEmbd);
+    const { blockSize } = plan.config;
+    if (d.kernel === "embeddingForward") return 0; // one loop over the literal 4: unrolled
     // embedding_backward: every position of the batch, for each of the lane's tokens.
     return loop(d.rows) + d.rows * loop(blockSize);
   },

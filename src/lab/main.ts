@@ -82,41 +82,62 @@ function settings(): Settings {
   };
 }
 
-let lastDraw = 0;
+let lastDraw = -Infinity;
 let drawing = false;
+let again = false;
 
-/** Redraws every figure from the session's log and diagnostics (at most once a second). */
+/**
+ * Redraws every figure from the session's log and diagnostics: at most once a second while
+ * training, at once when `force`d (a phase change). A redraw asked for while one is drawing runs
+ * when that one ends, so the figures left on the page are those of the last state, never an
+ * earlier one. Each figure carries the state it shows (`data-entries`, `data-snapshots`).
+ */
 async function drawFigures(force = false): Promise<void> {
-  const now = performance.now();
-  if (drawing || (!force && now - lastDraw < 1000)) return;
+  if (!force && performance.now() - lastDraw < 1000) return;
+  if (drawing) {
+    again = true;
+    return;
+  }
   drawing = true;
-  lastDraw = now;
   try {
-    const specs = figureSpecs(session.sinks.entries, session.trainer?.diagnostics ?? null);
-    const charts = $("charts");
-    $("charts-empty").hidden = specs.size > 0;
-    for (
-      const name of [
-        "loss",
-        "update-ratio",
-        "grad-data",
-        "activations",
-        "gradients",
-        "weight-gradients",
-      ]
-    ) {
-      const spec = specs.get(name);
-      if (!spec) continue;
-      let fig = document.getElementById(`fig-${name}`);
-      if (!fig) {
-        fig = document.createElement("figure");
-        fig.id = `fig-${name}`;
-        charts.append(fig);
-      }
-      fig.innerHTML = await renderSvg(spec);
-    }
+    do {
+      again = false;
+      lastDraw = performance.now();
+      await drawOnce();
+    } while (again);
   } finally {
     drawing = false;
+  }
+}
+
+async function drawOnce(): Promise<void> {
+  const entries = session.sinks.entries.length;
+  const diagnostics = session.trainer?.diagnostics ?? null;
+  const snapshots = diagnostics?.snapshots.length ?? 0;
+  const specs = figureSpecs(session.sinks.entries.slice(), diagnostics);
+  const charts = $("charts");
+  $("charts-empty").hidden = specs.size > 0;
+  for (
+    const name of [
+      "loss",
+      "update-ratio",
+      "grad-data",
+      "activations",
+      "gradients",
+      "weight-gradients",
+    ]
+  ) {
+    const spec = specs.get(name);
+    if (!spec) continue;
+    let fig = document.getElementById(`fig-${name}`);
+    if (!fig) {
+      fig = document.createElement("figure");
+      fig.id = `fig-${name}`;
+      charts.append(fig);
+    }
+    fig.innerHTML = await renderSvg(spec);
+    fig.dataset.entries = String(entries);
+    fig.dataset.snapshots = String(snapshots);
   }
 }
 
@@ -290,10 +311,10 @@ function wire(): void {
         const bad = results.filter((r) => !(r.error <= r.tolerance));
         const worst = Math.max(...results.map((r) => r.error));
         out.textContent = bad.length
-          ? `${bad.length} of ${results.length} tensors differ: ${bad[0].name} by ` +
-            `${bad[0].error.toExponential(2)}`
-          : `all ${results.length} tensors agree (largest relative error ` +
-            `${worst.toExponential(1)})`;
+          ? `${bad.length} of ${results.length} tensors differ: ${bad[0].name}, by ` +
+            `${bad[0].error.toPrecision(2)} times what WGSL allows`
+          : `all ${results.length} tensors agree (the largest error is ` +
+            `${(100 * worst).toFixed(1)}% of what WGSL allows)`;
       } finally {
         gpu.device.destroy();
       }
