@@ -8,7 +8,7 @@
 import { UserError } from "../src/errors.ts";
 import type { FamilyName } from "../src/gpu/family.ts";
 import { FAMILIES, GpuModel } from "../src/gpu/model.ts";
-import { checkStep, type Comparison, KERNEL_CASES } from "../src/gpu/selftest.ts";
+import { checkStep, checkTanh, type Comparison, KERNEL_CASES } from "../src/gpu/selftest.ts";
 import { initModel, type ModelConfig, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
 import {
@@ -44,6 +44,9 @@ for (const family of FAMILY_NAMES) {
       assertComparisons(name, await checkStep(await gpu(), config, batch, family)));
   }
 }
+
+Deno.test("kernels: tanh stays exact where Metal's tanh overflows (|y| = 50, 1e3, 1e30)", async () =>
+  assertComparisons("tanh", await checkTanh(await gpu())));
 
 for (const family of FAMILY_NAMES) {
   Deno.test(`kernels (${family}): evaluation and BatchNorm calibration match the CPU reference`, async () => {

@@ -25,16 +25,20 @@ import {
   crossEntropyBound,
   embeddingBackwardBound,
   embeddingForwardBound,
+  f64,
   linearBackwardBound,
   linearForwardBound,
   recoveredGradientBound,
   runningUpdateBound,
+  TANH_ABS,
   tanhBackwardBound,
   tanhForwardBound,
 } from "./accuracy.ts";
 import type { Gpu } from "./device.ts";
 import type { FamilyName } from "./family.ts";
-import { createKernels } from "./kernels.ts";
+import { compileModule, createKernels } from "./kernels.ts";
+import { readFloats } from "./readback.ts";
+import { SHADERS } from "./shaders.ts";
 import { FAMILIES, GpuModel } from "./model.ts";
 
 /**
@@ -233,9 +237,101 @@ export async function checkStep(
   }
 }
 
-/** Every case of KERNEL_CASES, for every kernel family; the comparisons, named. */
+/**
+ * tanh.wgsl's tanh_forward and tanh_backward where Metal's tanh, (e^2y - 1) / (e^2y + 1),
+ * overflows to NaN (|y| above ~44): run with this GPU's builtin, and again with Metal's formula
+ * written out in its place, so that every GPU shows what a Mac would do. Saturated inputs must
+ * give exactly +-1 and a gradient of exactly 0; ordinary ones, tanh within WGSL's 1e-5.
+ */
+export async function checkTanh(gpu: Gpu): Promise<Comparison[]> {
+  const ys = [50, -50, 1e3, -1e3, 1e30, -1e30, 15, -15, 44.5, -90, 0.5, -2];
+  const metal = "fn metal_tanh(y: vec4f) -> vec4f {\n  let e = exp(2.0 * y);\n" +
+    "  return (e - 1.0) / (e + 1.0);\n}\n";
+  const variants: [string, string][] = [
+    ["builtin tanh", SHADERS["tanh.wgsl"]],
+    ["Metal's tanh", metal + SHADERS["tanh.wgsl"].replace(/(?<![\w.])tanh\(/g, "metal_tanh(")],
+  ];
+  const probe = `
+@group(0) @binding(0) var<storage, read> probe_y: array<vec4f>;
+@group(0) @binding(1) var<storage, read_write> probe_t: array<vec4f>;
+@compute @workgroup_size(1)
+fn tanh_probe(@builtin(global_invocation_id) id: vec3u) {
+  let t = tanh_forward(probe_y[id.x]);
+  probe_t[2u * id.x] = t;
+  probe_t[2u * id.x + 1u] = tanh_backward(vec4f(1.0), t);
+}`;
+  const d = gpu.device;
+  const input = d.createBuffer({
+    size: ys.length * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+  });
+  const output = d.createBuffer({
+    size: ys.length * 8,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
+  try {
+    d.queue.writeBuffer(input, 0, new Float32Array(ys));
+    const results: Comparison[] = [];
+    for (const [name, tanh] of variants) {
+      const module = await compileModule(d, `tanh probe (${name})`, tanh + probe);
+      d.pushErrorScope("validation");
+      const pipeline = d.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "tanh_probe" },
+      });
+      const error = await d.popErrorScope();
+      if (error) throw new Error(`tanh probe (${name}): ${error.message}`);
+      const enc = d.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(
+        0,
+        d.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [{ binding: 0, resource: { buffer: input } }, {
+            binding: 1,
+            resource: { buffer: output },
+          }],
+        }),
+      );
+      pass.dispatchWorkgroups(ys.length / 4);
+      pass.end();
+      d.queue.submit([enc.finish()]);
+      const got = await readFloats(d, output, 0, ys.length * 2);
+      const t = ys.map((_, i) => got[8 * Math.floor(i / 4) + (i % 4)]);
+      const dt = ys.map((_, i) => got[8 * Math.floor(i / 4) + 4 + (i % 4)]);
+      // Saturated (|y| >= 15, where tanh rounds to +-1 in f32): exact; else WGSL's bound.
+      const exact = ys.map((y) => Math.abs(y) >= 15);
+      const ref = {
+        ref: f64(ys.map((y) => Math.fround(Math.tanh(y)))),
+        bound: f64(exact.map((e) => (e ? 0 : TANH_ABS))),
+      };
+      results.push({
+        name: `tanh_forward (${name}) at |y| up to 1e30`,
+        error: boundRatio(t, ref),
+        tolerance: 1,
+      });
+      const grad = tanhBackwardBound({ ref: f64(ys.map(() => 1)), bound: f64(ys.map(() => 0)) }, t);
+      results.push({
+        name: `tanh_backward (${name}) at |y| up to 1e30`,
+        error: boundRatio(dt, {
+          ref: grad.ref,
+          bound: grad.bound.map((b, i) => (exact[i] ? 0 : b)),
+        }),
+        tolerance: 1,
+      });
+    }
+    return results;
+  } finally {
+    await d.queue.onSubmittedWorkDone();
+    input.destroy();
+    output.destroy();
+  }
+}
+
+/** Every case of KERNEL_CASES, for every kernel family, and tanh's; the comparisons, named. */
 export async function checkKernels(gpu: Gpu): Promise<Comparison[]> {
-  const out: Comparison[] = [];
+  const out: Comparison[] = await checkTanh(gpu);
   for (const family of Object.keys(FAMILIES) as FamilyName[]) {
     for (const c of KERNEL_CASES) {
       for (const r of await checkStep(gpu, c.config, c.batch, family)) {
