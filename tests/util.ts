@@ -8,7 +8,8 @@ import nodeAssert from "node:assert";
 import denoJson from "../deno.json" with { type: "json" };
 import type { Rng } from "../src/rng.ts";
 import { type Gpu, openGpu } from "../src/gpu/device.ts";
-import { CpuModel } from "../src/cpu/model.ts";
+import { CpuModel, type TanhError } from "../src/cpu/model.ts";
+import { TANH_ABS, U } from "../src/gpu/accuracy.ts";
 import { GpuModel, type GpuModelOptions } from "../src/gpu/model.ts";
 import { initModel, type ModelConfig } from "../src/model.ts";
 import { Rng as Generator } from "../src/rng.ts";
@@ -70,6 +71,23 @@ export async function assertRejects(
  * |actual - expected| relative to the tensor's own scale, max |expected| (or `floor`, when
  * larger: for tensors that are zero up to rounding), must be at most `tol`.
  */
+/** max |actual - expected| over the scale of `expected` (or `floor`, when larger). */
+export function relativeError(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  floor = 0,
+): number {
+  if (actual.length !== expected.length) return Infinity;
+  let err = 0;
+  let scale = floor;
+  for (let i = 0; i < actual.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]);
+    err = Number.isNaN(d) ? Infinity : Math.max(err, d);
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return scale === 0 ? err : err / scale;
+}
+
 export function assertClose(
   name: string,
   actual: ArrayLike<number>,
@@ -80,17 +98,48 @@ export function assertClose(
   if (actual.length !== expected.length) {
     throw new Error(`${name}: length ${actual.length}, expected ${expected.length}`);
   }
-  let err = 0;
-  let scale = floor;
-  for (let i = 0; i < actual.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
-    err = Number.isNaN(d) ? Infinity : Math.max(err, d);
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  const rel = scale === 0 ? err : err / scale;
+  const rel = relativeError(actual, expected, floor);
   if (!(rel <= tol)) {
+    const scale = Array.from(expected).reduce((m, v) => Math.max(m, Math.abs(v)), floor);
     throw new Error(`${name}: relative error ${rel.toExponential(2)} > ${tol} (scale ${scale})`);
   }
+}
+
+/** Makes the CPU reference model of a computation, from an initialization. */
+export type ReferenceModel = (
+  config: ModelConfig,
+  params: Float32Array,
+  buffers: Float32Array,
+) => CpuModel;
+
+/**
+ * Tolerances for comparing a GPU computation with the float32 CPU reference where errors
+ * compound (many training steps, whole forward passes), which no bound derived from WGSL's
+ * accuracy rules keeps useful (src/gpu/accuracy.ts bounds single kernels). `run` computes the
+ * compared values, named, with the reference models it is handed. A conformant GPU's drift is
+ * estimated as the largest difference, relative to each value's scale, between the float64
+ * reference and: the float32 reference (the rounding every implementation does, in its own
+ * order), and the float32 reference with tanh as far off as WGSL allows (1e-5), up, down and in
+ * a mixed pattern. The GPU and the float32 reference may each drift that far, and a value's
+ * last operations may round differently on each side even where nothing compounds (a few ULPs
+ * of the tensor's scale): the tolerance of each value is twice its drift plus 16 U.
+ */
+export function conformantTolerances(
+  run: (make: ReferenceModel) => Record<string, ArrayLike<number>>,
+): Record<string, number> {
+  const exact = run((c, p, b) => new CpuModel(c, Float64Array.from(p), Float64Array.from(b)));
+  const errors: (TanhError | undefined)[] = [
+    undefined,
+    ...(["up", "down", "mixed"] as const).map((pattern) => ({ size: TANH_ABS, pattern })),
+  ];
+  const drift: Record<string, number> = Object.fromEntries(Object.keys(exact).map((k) => [k, 0]));
+  for (const e of errors) {
+    const got = run((c, p, b) => new CpuModel(c, Float32Array.from(p), Float32Array.from(b), e));
+    for (const k of Object.keys(exact)) {
+      drift[k] = Math.max(drift[k], relativeError(got[k], exact[k]));
+    }
+  }
+  return Object.fromEntries(Object.entries(drift).map(([k, d]) => [k, 2 * d + 16 * U]));
 }
 
 export function randn(rng: Rng, n: number, scale = 1): Float64Array {

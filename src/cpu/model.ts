@@ -43,6 +43,16 @@ function alloc(like: Floats, n: number): Floats {
   return like instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
 }
 
+/**
+ * A GPU's tanh as far off as WGSL allows (absolute 1e-5), for tests that size their tolerances
+ * by what a conformant GPU may do: every tanh output moves by `size`, up, down, or in a fixed
+ * pseudo-random pattern of signs ("mixed", different in every pass).
+ */
+export interface TanhError {
+  readonly size: number;
+  readonly pattern: "up" | "down" | "mixed";
+}
+
 export class CpuModel {
   readonly config: ModelConfig;
   readonly layout: ModelLayout;
@@ -56,10 +66,13 @@ export class CpuModel {
   #probs: Floats;
   #dlogits: Floats;
   #dx0: Floats;
+  readonly #tanhError: TanhError | null;
+  #passes = 0;
 
   /** Float32Array storage mirrors the GPU; Float64Array is for finite-difference checks. */
-  constructor(config: ModelConfig, params: Floats, buffers: Floats) {
+  constructor(config: ModelConfig, params: Floats, buffers: Floats, tanhError?: TanhError) {
     this.config = config;
+    this.#tanhError = tanhError ?? null;
     this.layout = modelLayout(config);
     if (params.length !== this.layout.nParams || buffers.length !== this.layout.nBuffers) {
       throw new Error("parameter or buffer array does not match the model layout");
@@ -153,9 +166,27 @@ export class CpuModel {
           batchnormInference(c.y, c.h, gamma, beta, runMean, runVar, B, l.nOut, config.bnEps);
         }
       }
-      if (l.tanh) tanhForward(c.t, l.bn ? c.y : c.h, B * l.nOut);
+      if (l.tanh) {
+        tanhForward(c.t, l.bn ? c.y : c.h, B * l.nOut);
+        if (this.#tanhError) this.#perturb(c.t, i);
+      }
     }
     return this.#caches.at(-1)!.t;
+  }
+
+  #perturb(t: Floats, layer: number): void {
+    const { size, pattern } = this.#tanhError!;
+    const pass = this.#passes++;
+    for (let i = 0; i < t.length; i++) {
+      const sign = pattern === "up"
+        ? 1
+        : pattern === "down"
+        ? -1
+        : (Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(layer + 31 * pass, 0x85ebca6b)) & 0x10000
+        ? 1
+        : -1;
+      t[i] = Math.max(-1, Math.min(1, t[i] + sign * size));
+    }
   }
 
   /** The mean cross-entropy of a batch; keeps what backward needs. */
