@@ -85,6 +85,7 @@ interface PresetResult {
   preset: PresetName;
   family: string;
   usPerStep: number;
+  encodeUsPerStep: number;
   roundUs: number[];
   macsPerStep: number;
   gmacs: number;
@@ -109,6 +110,35 @@ async function machine(): Promise<string> {
   return `${cpu}, ${navigator.hardwareConcurrency} cores`;
 }
 
+/**
+ * The Mesa release of the Vulkan driver in use (lavapipe, on a machine without a GPU), read from
+ * the driver library its ICD file names (VK_DRIVER_FILES or VK_ICD_FILENAMES, else the
+ * system's): its speed differs between releases by up to 3.5x (README, "Speed").
+ */
+async function mesaVersion(): Promise<string> {
+  const env = Deno.env.get("VK_DRIVER_FILES") ?? Deno.env.get("VK_ICD_FILENAMES");
+  const icds = env ? env.split(":") : [];
+  if (!icds.length) {
+    try {
+      for await (const e of Deno.readDir("/usr/share/vulkan/icd.d")) {
+        if (e.name.startsWith("lvp_icd")) icds.push(`/usr/share/vulkan/icd.d/${e.name}`);
+      }
+    } catch { /* no system ICDs */ }
+  }
+  for (const icd of icds) {
+    try {
+      const lib = JSON.parse(await Deno.readTextFile(icd)).ICD?.library_path;
+      if (typeof lib !== "string") continue;
+      const bytes = await Deno.readFile(
+        lib.startsWith("/") ? lib : `/usr/lib/x86_64-linux-gnu/${lib}`,
+      );
+      const m = /Mesa (\d+\.\d+\.\d+)/.exec(new TextDecoder("latin1").decode(bytes));
+      if (m) return `Mesa ${m[1]} (${lib})`;
+    } catch { /* unreadable: try the next */ }
+  }
+  return "unknown";
+}
+
 /** Progress on stderr, so that stdout holds only the tables (or the JSON). */
 const progress = (line: string) => console.error(line);
 
@@ -128,14 +158,16 @@ function printTables(results: PresetResult[], head: Record<string, string>): voi
   for (const [k, v] of Object.entries(head)) console.log(`${k}: ${v}`);
   console.log("");
   console.log(
-    "| preset | WebGPU us/step | G multiply-adds/s | PyTorch CPU us/step | WebGPU vs PyTorch | NumPy CPU us/step | WebGPU vs NumPy |",
+    "| preset | WebGPU us/step | host us/step | G multiply-adds/s | PyTorch CPU us/step | WebGPU vs PyTorch | NumPy CPU us/step | WebGPU vs NumPy |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const r of results) {
     console.log(
-      `| ${r.preset} | ${f0(r.usPerStep)} (${r.family} kernels) | ${r.gmacs.toFixed(2)} | ${
-        cell(r.torch)
-      } | ${ratio(r.torch, r.usPerStep)} | ${cell(r.numpy)} | ${ratio(r.numpy, r.usPerStep)} |`,
+      `| ${r.preset} | ${f0(r.usPerStep)} (${r.family} kernels) | ${
+        r.encodeUsPerStep.toFixed(1)
+      } | ${r.gmacs.toFixed(2)} | ${cell(r.torch)} | ${ratio(r.torch, r.usPerStep)} | ${
+        cell(r.numpy)
+      } | ${ratio(r.numpy, r.usPerStep)} |`,
     );
   }
   for (const r of results) {
@@ -179,6 +211,8 @@ function printTables(results: PresetResult[], head: Record<string, string>): voi
       console.log(`| ${r.preset} | ${text} | ${f0(r.usPerStep)} |`);
     }
   }
+  console.log("\nhost us/step: the time trainChunk takes per step to upload the batches and the");
+  console.log("Step uniforms, encode the dispatches and submit them (the rest is the device's).");
   console.log("\nThe step's shape per kernel family (computed from the plan, no device needed):");
   console.log("serial depth = the loop iterations of the busiest invocation, summed over the");
   console.log("step's dispatches; invocations = of the smallest and largest linear dispatch.\n");
@@ -235,6 +269,7 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
         preset,
         family: speed.family,
         usPerStep: speed.usPerStep,
+        encodeUsPerStep: speed.encodeUsPerStep,
         roundUs: speed.roundUs,
         macsPerStep: macs,
         gmacs: macs / speed.usPerStep / 1000,
@@ -283,6 +318,7 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
     date: new Date().toISOString().slice(0, 10),
     machine: await machine(),
     adapter: describeAdapter(gpu.adapter),
+    ...(gpu.adapter.fallback ? { mesa: await mesaVersion() } : {}),
     deno: Deno.version.deno,
     command: `deno task bench ${Deno.args.join(" ")}`.trimEnd(),
   };

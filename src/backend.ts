@@ -39,6 +39,11 @@ export interface Backend {
   readonly kernels: string;
   /** The most steps one trainChunk call takes. */
   readonly chunkSteps: number;
+  /**
+   * How many chunks may wait on the device while the trainer draws and encodes the next one:
+   * enough that a fast step never waits for a readback.
+   */
+  readonly chunksInFlight: number;
   /** The most steps of one chunk that may collect moments. */
   readonly diagSlots: number;
   setParams(params: Float32Array, buffers: Float32Array): void;

@@ -262,7 +262,12 @@ export class Trainer {
       });
     };
     let drawn = this.step;
-    let inFlight: Chunk | null = null;
+    // Chunks submitted and not yet read back, oldest first: up to backend.chunksInFlight of
+    // them wait on the device while the next is drawn and encoded.
+    const inFlight: Chunk[] = [];
+    const drain = async () => {
+      while (inFlight.length) await finish(inFlight.shift()!);
+    };
     try {
       while (drawn < train.steps && !signal?.aborted) {
         // Update ratios every logEvery steps: at most diagSlots of them per chunk.
@@ -283,14 +288,13 @@ export class Trainer {
           }
           : {};
         const chunk: Chunk = { result: backend.trainChunk(batches, lrs, diag), start: drawn, lrs };
-        // If the chunk before fails (a NaN loss), this one is abandoned: not an unhandled error.
+        // If a chunk before fails (a NaN loss), this one is abandoned: not an unhandled error.
         chunk.result.catch(() => {});
         drawn += k;
-        if (inFlight) await finish(inFlight);
-        inFlight = chunk;
+        inFlight.push(chunk);
+        while (inFlight.length > backend.chunksInFlight) await finish(inFlight.shift()!);
         if (!this.#boundary(drawn)) continue;
-        await finish(inFlight);
-        inFlight = null;
+        await drain();
         this.seconds += (performance.now() - since) / 1000;
         if (this.#snapshotAt(this.step)) {
           this.diagnostics.snapshots.push(summarize(await backend.snapshot(this.step)));
@@ -313,12 +317,12 @@ export class Trainer {
         stepsSince = 0;
       }
     } finally {
-      // Whatever stopped the loop, the chunk in flight is waited for: its buffers must not be
-      // destroyed while the GPU still maps them.
-      if (inFlight) await inFlight.result.catch(() => {});
+      // Whatever stopped the loop, the chunks in flight are waited for: their buffers must not
+      // be destroyed while the GPU still maps them.
+      await Promise.all(inFlight.map((c) => c.result.catch(() => {})));
     }
-    if (inFlight) {
-      await finish(inFlight);
+    if (inFlight.length) {
+      await drain();
       this.seconds += (performance.now() - since) / 1000;
     }
     if (this.step > this.#savedStep) await this.#save();

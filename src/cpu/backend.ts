@@ -12,6 +12,7 @@ class CpuBackend implements Backend {
   readonly adapter = "CPU reference (TypeScript)";
   readonly kernels = "reference";
   readonly chunkSteps = 100;
+  readonly chunksInFlight = 1; // a CPU chunk is done when trainChunk returns
   readonly diagSlots = 100;
   #model: CpuModel;
   readonly #config: ModelConfig;

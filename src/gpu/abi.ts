@@ -128,6 +128,8 @@ export const OP = new Struct(
 );
 
 export type StepValues = Values<typeof STEP.fields>;
+/** A Step uniform's values: the rows and mode, and whichever others the pass uses. */
+export type StepFields = Partial<StepValues> & Pick<StepValues, "rows" | "mode">;
 export type OpValues = Values<typeof OP.fields>;
 
 /** A constant shared by the host and the kernels (all u32 in WGSL). */
@@ -212,8 +214,14 @@ function wgslBindings(): string {
   ].join("");
 }
 
-/** The layout entries of group 1, in binding order, for the host. */
-export function bindGroupLayoutEntries(visibility: number): GPUBindGroupLayoutEntry[] {
+/**
+ * The layout entries of group 1 for the bindings a kernel family uses (each keeps its index in
+ * BINDINGS), for the host: a family's bind groups hold nothing its kernels do not read.
+ */
+export function bindGroupLayoutEntries(
+  visibility: number,
+  used: readonly BindingName[],
+): GPUBindGroupLayoutEntry[] {
   const type: Record<BindingKind, Omit<GPUBindGroupLayoutEntry, "binding" | "visibility">> = {
     uniform: { buffer: { type: "uniform" } },
     read: { buffer: { type: "read-only-storage" } },
@@ -221,8 +229,16 @@ export function bindGroupLayoutEntries(visibility: number): GPUBindGroupLayoutEn
     texture: { texture: { sampleType: "unfilterable-float" } },
     storage_texture: { storageTexture: { access: "write-only", format: "rgba32float" } },
   };
-  return BINDINGS.map(([, kind], binding) => ({ binding, visibility, ...type[kind] }));
+  return BINDINGS.flatMap(([name, kind], binding) =>
+    used.includes(name) ? [{ binding, visibility, ...type[kind] }] : []
+  );
 }
+
+/** Every binding but the uniform windows (which only the software family reads). */
+export const BINDINGS_WITHOUT_WINDOWS: readonly BindingName[] = BINDINGS.map(([n]) => n)
+  .filter((n) => !n.endsWith("Window"));
+/** Every binding. */
+export const ALL_BINDINGS: readonly BindingName[] = BINDINGS.map(([n]) => n);
 
 /** The declarations every kernel is compiled with, given its family's own constants. */
 export function wgslPrelude(familyConstants: Record<string, Constant>): string {

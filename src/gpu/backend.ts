@@ -8,10 +8,17 @@ import { DIAG_SLOTS } from "./plan.ts";
 
 /** Steps per chunk: one submit and one readback (~12 ms on llvmpipe) per this many steps. */
 const CHUNK_STEPS = 250;
+/**
+ * Chunks waiting on the device while the next is encoded. On llvmpipe a chunk takes far longer
+ * than a readback; on a GPU, 250 steps of 30 us are 7.5 ms, about what a map can take to come
+ * back, so two keep the device busy while the oldest one's losses are read.
+ */
+export const CHUNKS_IN_FLIGHT = 2;
 
 class GpuBackend implements Backend {
   readonly kind = "webgpu";
   readonly diagSlots = DIAG_SLOTS;
+  readonly chunksInFlight = CHUNKS_IN_FLIGHT;
   readonly lost: Promise<string>;
   #destroyed = false;
   constructor(readonly adapter: string, readonly model: GpuModel) {

@@ -11,7 +11,7 @@
  *   output vec4 per few invocations, sums over the batch reduced in workgroup memory, short loops.
  */
 
-import { C, type Constant } from "./abi.ts";
+import { type BindingName, C, type Constant } from "./abi.ts";
 import type { Plan } from "./plan.ts";
 
 export type FamilyName = "software" | "gpu";
@@ -40,6 +40,8 @@ export interface KernelFamily {
   /** Tile and workgroup sizes, generated into WGSL constants for every kernel of the family. */
   readonly constants: Record<string, Constant>;
   readonly entryPoints: Readonly<Record<string, EntryPoint>>;
+  /** The group-1 bindings its kernels read or write (src/gpu/abi.ts BINDINGS). */
+  readonly bindings: readonly BindingName[];
   /** The kernel files the family compiles (each after the generated prelude and libraries). */
   readonly files: readonly string[];
   /** The most partial losses an evaluation pass writes (the host sums them). */

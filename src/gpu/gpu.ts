@@ -16,7 +16,7 @@
  * llvmpipe, where these kernels are tested, and it is the bench's serial depth.
  */
 
-import { C, constant } from "./abi.ts";
+import { BINDINGS_WITHOUT_WINDOWS, C, constant } from "./abi.ts";
 import {
   crossEntropyIterations,
   type Dispatch,
@@ -81,6 +81,7 @@ export const gpu: KernelFamily = {
   name: "gpu",
   constants: CONSTANTS,
   entryPoints: ENTRY_POINTS,
+  bindings: BINDINGS_WITHOUT_WINDOWS,
   files: [
     "embedding.wgsl",
     "gpu/embedding.wgsl",

@@ -36,7 +36,7 @@ export async function createKernels(device: GPUDevice, family: KernelFamily): Pr
   });
   const opLayout = device.createBindGroupLayout({
     label: "op",
-    entries: bindGroupLayoutEntries(C),
+    entries: bindGroupLayoutEntries(C, family.bindings),
   });
   const layout = device.createPipelineLayout({ bindGroupLayouts: [stepLayout, opLayout] });
   const modules = new Map<string, GPUShaderModule>();

@@ -13,7 +13,7 @@ import type { Examples } from "../data.ts";
 import type { ChunkDiagnostics, ChunkResult } from "../backend.ts";
 import type { Moments, Snapshot } from "../diagnostics.ts";
 import type { ModelConfig, ModelLayout } from "../model.ts";
-import { C, STEP, type StepValues, UNIFORM_STRIDE } from "./abi.ts";
+import { C, STEP, type StepFields, type StepValues, UNIFORM_STRIDE } from "./abi.ts";
 import type { Gpu } from "./device.ts";
 import { type Dispatch, type FamilyName, forward, type KernelFamily } from "./family.ts";
 import { createKernels, type Kernels } from "./kernels.ts";
@@ -119,9 +119,14 @@ export class GpuModel {
     return this.plan.evalRows;
   }
 
-  #writeStep(slot: number, s: Partial<StepValues> & Pick<StepValues, "rows" | "mode">): void {
-    const values: StepValues = { lr: 0, data: 0, loss: 0, diag: C.NONE, snap: C.NONE, ...s };
-    this.device.queue.writeBuffer(this.#res.steps, slot * UNIFORM_STRIDE, STEP.pack(values));
+  /** Writes Step uniforms into consecutive slots from `first`, in one upload. */
+  #writeSteps(first: number, list: readonly StepFields[]): void {
+    const bytes = new Uint8Array(list.length * UNIFORM_STRIDE);
+    list.forEach((s, i) => {
+      const values: StepValues = { lr: 0, data: 0, loss: 0, diag: C.NONE, snap: C.NONE, ...s };
+      bytes.set(new Uint8Array(STEP.pack(values)), i * UNIFORM_STRIDE);
+    });
+    this.device.queue.writeBuffer(this.#res.steps, first * UNIFORM_STRIDE, bytes);
   }
 
   /** Every dispatch of a training step, in order; `diag`: the variants that collect. */
@@ -153,7 +158,7 @@ export class GpuModel {
 
   /** Writes the Step uniform of a training step at `rows` rows into slot 0 (for the profiler). */
   writeTrainingStep(lr: number): void {
-    this.#writeStep(0, { lr, rows: this.batchSize, mode: C.MODE_TRAIN });
+    this.#writeSteps(0, [{ lr, rows: this.batchSize, mode: C.MODE_TRAIN }]);
   }
 
   /**
@@ -183,22 +188,27 @@ export class GpuModel {
     const diagSlot = new Map(moments.map((s, slot) => [s, slot]));
     const plain = this.stepDispatches(false);
     const withDiag = this.stepDispatches(true);
+    const snapAt = diag.snapshot ? steps - 1 : -1;
+    this.#writeSteps(
+      0,
+      Array.from({ length: steps }, (_, s) => {
+        const slot = diagSlot.get(s);
+        return {
+          lr: lrs[s],
+          rows: this.batchSize,
+          data: s * per,
+          loss: s,
+          mode: C.MODE_TRAIN,
+          diag: slot === undefined ? C.NONE : host.momentsAt + slot * host.momentsSize,
+          snap: s === snapAt ? host.snapAt : C.NONE,
+        };
+      }),
+    );
     const enc = d.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (let s = 0; s < steps; s++) {
-      const slot = diagSlot.get(s);
-      const snap = diag.snapshot && s === steps - 1;
-      this.#writeStep(s, {
-        lr: lrs[s],
-        rows: this.batchSize,
-        data: s * per,
-        loss: s,
-        mode: C.MODE_TRAIN,
-        diag: slot === undefined ? C.NONE : host.momentsAt + slot * host.momentsSize,
-        snap: snap ? host.snapAt : C.NONE,
-      });
       this.bindStep(pass, s);
-      this.encode(pass, slot === undefined && !snap ? plain : withDiag);
+      this.encode(pass, diagSlot.has(s) || s === snapAt ? withDiag : plain);
       this.#parity = 1 - this.#parity;
     }
     pass.end();
@@ -278,7 +288,7 @@ export class GpuModel {
       parity: this.#parity,
       encode: (pass, list) => this.encode(pass, list),
       bindStep: (pass, slot) => this.bindStep(pass, slot),
-      writeStep: (slot, values) => this.#writeStep(slot, values),
+      writeSteps: (first, list) => this.#writeSteps(first, list),
     };
   }
 

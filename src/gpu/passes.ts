@@ -18,7 +18,7 @@
  */
 
 import type { Examples } from "../data.ts";
-import { C, type StepValues } from "./abi.ts";
+import { C, type StepFields } from "./abi.ts";
 import { type Dispatch, forward } from "./family.ts";
 import { EVAL_PASSES, type Plan, SUBMIT_ROWS } from "./plan.ts";
 import { mapFloats, readFloats, staging } from "./readback.ts";
@@ -33,7 +33,8 @@ export interface PassContext {
   readonly parity: number;
   encode(pass: GPUComputePassEncoder, list: readonly Dispatch[]): void;
   bindStep(pass: GPUComputePassEncoder, slot: number): void;
-  writeStep(slot: number, values: Partial<StepValues> & Pick<StepValues, "rows" | "mode">): void;
+  /** Writes Step uniforms into consecutive slots from `first`, in one upload. */
+  writeSteps(first: number, list: readonly StepFields[]): void;
 }
 
 interface Pass {
@@ -59,17 +60,14 @@ function upload(ctx: PassContext, ex: Examples, passes: readonly Pass[]): void {
   const total = passes.reduce((a, p) => a + p.rows, 0);
   const data = new Int32Array(total * (T + 1));
   let at = 0;
-  passes.forEach(({ first, rows }, p) => {
+  const steps = passes.map(({ first, rows }, p) => {
     data.set(ex.x.subarray(first * T, (first + rows) * T), at);
     data.set(ex.y.subarray(first, first + rows), at + rows * T);
-    ctx.writeStep(p, {
-      rows,
-      data: at,
-      loss: p * ctx.plan.family.maxLossGroups,
-      mode: C.MODE_EVAL,
-    });
+    const step = { rows, data: at, loss: p * ctx.plan.family.maxLossGroups, mode: C.MODE_EVAL };
     at += rows * (T + 1);
+    return step;
   });
+  ctx.writeSteps(0, steps);
   ctx.device.queue.writeBuffer(ctx.res.data, 0, data);
 }
 

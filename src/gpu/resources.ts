@@ -50,6 +50,7 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
   };
 
   const { tensors, regions } = plan;
+  const used = kernels.family.bindings;
   const pBytes = (tensors.params.size + tensors.running.size) * 4;
   const params = pair((p) => buffer(`params.${p}`, pBytes));
   const weights = tensors.weights.map((w) =>
@@ -58,8 +59,9 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
   const noWeight = pair((p) => texture(`no weight.${p}`, 1, 1)); // for ops without one
   // Activations and gradients are also read through uniform windows that may start at any
   // region: pad each buffer so that every window lies inside it.
-  const WINDOWED = STORAGE | GPUBufferUsage.UNIFORM;
-  const pad = C.WINDOW * 16;
+  const windows = used.includes("InWindow") || used.includes("GinWindow");
+  const WINDOWED = windows ? STORAGE | GPUBufferUsage.UNIFORM : STORAGE;
+  const pad = windows ? C.WINDOW * 16 : 0;
   const activations = pair((p) =>
     buffer(`activations.${p}`, regions.actQuads[p] * 16 + pad, WINDOWED)
   );
@@ -114,7 +116,9 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
       return device.createBindGroup({
         label: `op ${i} parity ${parity}`,
         layout: kernels.opLayout,
-        entries: BINDINGS.map(([name], binding) => ({ binding, resource: resource[name] })),
+        entries: BINDINGS.flatMap(([name], binding) =>
+          used.includes(name) ? [{ binding, resource: resource[name] }] : []
+        ),
       });
     });
   });

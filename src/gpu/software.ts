@@ -19,7 +19,7 @@
  * constants are counted (measured: linear_forward at 1,024 x 50 vec4 was exact, 1,200 x 50 not).
  */
 
-import { C, constant } from "./abi.ts";
+import { ALL_BINDINGS, C, constant } from "./abi.ts";
 import {
   crossEntropyIterations,
   type Dispatch,
@@ -120,6 +120,7 @@ export const software: KernelFamily = {
   name: "software",
   constants: CONSTANTS,
   entryPoints: ENTRY_POINTS,
+  bindings: ALL_BINDINGS,
   files: ["embedding.wgsl", "linear.wgsl", "cross_entropy.wgsl"],
   maxLossGroups: CE_MAX_GROUPS,
 

@@ -4,9 +4,10 @@
  * predicts without a device (invocations and serial depth per step, for real GPUs).
  *
  * us/step is steady-state training throughput: a round submits `chunks` chunks the way the
- * trainer does (the next one before the previous one's losses are read) and divides its wall
- * time by its steps, so encoding, submission and the loss readback count, everything but
- * drawing the batches. The figure is the median of the rounds.
+ * trainer does (CHUNKS_IN_FLIGHT waiting on the device while the next is encoded) and divides
+ * its wall time by its steps, so encoding, submission and the loss readback count, everything
+ * but drawing the batches. The figure is the median of the rounds. The host's share, the time
+ * trainChunk takes to upload, encode and submit a chunk, is reported per step beside it.
  */
 
 import { drawBatches } from "../batches.ts";
@@ -15,6 +16,7 @@ import { initModel, type ModelConfig, modelLayout } from "../model.ts";
 import { Rng } from "../rng.ts";
 import type { Gpu } from "./device.ts";
 import { type FamilyName, forward, type KernelFamily } from "./family.ts";
+import { CHUNKS_IN_FLIGHT } from "./backend.ts";
 import { GpuModel } from "./model.ts";
 import { planModel } from "./plan.ts";
 
@@ -28,6 +30,8 @@ export interface SpeedOptions {
 
 export interface Speed {
   readonly usPerStep: number;
+  /** The host's time per step: uploading the chunk's data and uniforms, encoding, submitting. */
+  readonly encodeUsPerStep: number;
   readonly roundUs: number[];
   readonly family: FamilyName;
   readonly dispatchesPerStep: number;
@@ -68,19 +72,26 @@ export async function measureTraining(
     const batches = () => drawBatches(rng, train, o.chunkSteps, o.batchSize);
     await model.trainChunk(batches(), lrs); // warm-up: pipeline compilation, first touches
     const roundUs: number[] = [];
+    const encodeUs: number[] = [];
     for (let r = 0; r < o.rounds; r++) {
       const start = performance.now();
-      let pending = model.trainChunk(batches(), lrs);
-      for (let c = 1; c < o.chunks; c++) {
-        const next = model.trainChunk(batches(), lrs);
-        await pending;
-        pending = next;
+      const inFlight: Promise<unknown>[] = [];
+      let encoding = 0;
+      for (let c = 0; c < o.chunks; c++) {
+        const data = batches();
+        const t = performance.now();
+        inFlight.push(model.trainChunk(data, lrs));
+        encoding += performance.now() - t;
+        if (inFlight.length > CHUNKS_IN_FLIGHT) await inFlight.shift();
       }
-      await pending;
-      roundUs.push(((performance.now() - start) * 1000) / (o.chunks * o.chunkSteps));
+      await Promise.all(inFlight);
+      const steps = o.chunks * o.chunkSteps;
+      roundUs.push(((performance.now() - start) * 1000) / steps);
+      encodeUs.push((encoding * 1000) / steps);
     }
     return {
       usPerStep: median(roundUs),
+      encodeUsPerStep: median(encodeUs),
       roundUs,
       family: model.family.name,
       dispatchesPerStep: model.stepDispatches().length,
