@@ -212,7 +212,7 @@ function printTables(results: PresetResult[], head: Record<string, string>): voi
     }
   }
   console.log("\nhost us/step: the time trainChunk takes per step to upload the batches and the");
-  console.log("Step uniforms, encode the dispatches and submit them (the rest is the device's).");
+  console.log("Step uniforms and to encode the dispatches (the rest is the device's).");
   console.log("\nThe step's shape per kernel family (computed from the plan, no device needed):");
   console.log("serial depth = the loop iterations of the busiest invocation, summed over the");
   console.log("step's dispatches; invocations = of the smallest and largest linear dispatch.\n");

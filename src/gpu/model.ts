@@ -77,6 +77,12 @@ export class GpuModel {
   readonly #res: Resources;
   /** Which of the two parameter copies holds the current parameters. */
   #parity = 0;
+  /**
+   * Milliseconds trainChunk has spent on the host: uploading the batches and the Step uniforms
+   * and encoding the dispatches, not the submit (on llvmpipe a submit waits for the previous
+   * one to finish running).
+   */
+  hostMs = 0;
 
   private constructor(device: GPUDevice, plan: Plan, kernels: Kernels) {
     this.device = device;
@@ -184,6 +190,7 @@ export class GpuModel {
     }
     const d = this.device;
     const { host } = this.plan;
+    const start = performance.now();
     d.queue.writeBuffer(this.#res.data, 0, batches);
     const diagSlot = new Map(moments.map((s, slot) => [s, slot]));
     const plain = this.stepDispatches(false);
@@ -215,7 +222,9 @@ export class GpuModel {
     const floats = moments.length > 0 ? host.momentsAt + moments.length * host.momentsSize : steps;
     const buf = staging(d, floats * 4);
     enc.copyBufferToBuffer(this.#res.host, 0, buf, 0, floats * 4);
-    d.queue.submit([enc.finish()]);
+    const commands = enc.finish();
+    this.hostMs += performance.now() - start;
+    d.queue.submit([commands]);
     return mapFloats(buf).then((all) => ({
       losses: all.slice(0, steps),
       moments: new Map(moments.map((s, slot) => [
