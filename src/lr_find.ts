@@ -96,7 +96,7 @@ export async function findLr(
 }
 
 /** Where the smoothed ratio crosses -3, interpolated in log lr; or why there is no crossing. */
-function suggest(
+export function suggest(
   ratios: LrFindResult["ratios"],
   best: LrFindResult["best"],
 ): LrFindResult["suggestion"] {

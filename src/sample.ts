@@ -87,13 +87,16 @@ export function sampleNames(
   return [...generateNames(config, params, buffers, vocab, opts)].flat();
 }
 
-/** One token from softmax(logits / temperature), restricted to the top k. */
-function draw(
+/**
+ * softmax(logits / temperature) over the k most likely tokens (all when k is 0 or >= V), into
+ * `probs`, unnormalized: each kept token's exp((logit - max) / temperature), 0 for the others.
+ * Returns their sum.
+ */
+export function distribution(
   logits: ArrayLike<number>,
   probs: Float64Array,
   temperature: number,
   topK: number,
-  rng: Rng,
 ): number {
   const V = logits.length;
   let cutoff = -Infinity;
@@ -105,7 +108,19 @@ function draw(
     probs[v] = logits[v] >= cutoff ? Math.exp((logits[v] - max) / temperature) : 0;
     sum += probs[v];
   }
-  let u = rng.uniform() * sum;
+  return sum;
+}
+
+/** One token from softmax(logits / temperature), restricted to the top k. */
+function draw(
+  logits: ArrayLike<number>,
+  probs: Float64Array,
+  temperature: number,
+  topK: number,
+  rng: Rng,
+): number {
+  const V = logits.length;
+  let u = rng.uniform() * distribution(logits, probs, temperature, topK);
   for (let v = 0; v < V; v++) {
     u -= probs[v];
     if (u < 0) return v;

@@ -92,6 +92,42 @@ Deno.test("checkpoint: encode -> decode is exact, and the header is valid safete
   assertEquals(ck.config, config);
 });
 
+Deno.test("checkpoint: a file whose tensors are stored in another order reads by its data_offsets", () => {
+  // What another safetensors writer may produce: the same header entries, the data of the
+  // tensors in reverse order. A reader that took them in layout order would swap them.
+  const deep: Checkpoint = {
+    config: { ...PRESETS.seed.model, vocabSize: 5, blockSize: 2, nEmbd: 3, nHidden: 6, nLayers: 3 },
+    vocab: [".", "a", "b", "c", "d"],
+    ...initModel(
+      { ...PRESETS.seed.model, vocabSize: 5, blockSize: 2, nEmbd: 3, nHidden: 6, nLayers: 3 },
+      new Rng(2),
+    ),
+    state,
+  };
+  const bytes = encodeCheckpoint(deep);
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  const names = Object.keys(header).filter((k) => k !== "__metadata__");
+  assert(names.length > 10, `${names.length} tensors`);
+  const data = bytes.subarray(8 + n);
+  const chunks = names.map((k) => data.slice(...(header[k].data_offsets as [number, number])));
+  const reordered = new Uint8Array(data.length);
+  let at = 0;
+  for (let i = names.length - 1; i >= 0; i--) {
+    header[names[i]].data_offsets = [at, at + chunks[i].length];
+    reordered.set(chunks[i], at);
+    at += chunks[i].length;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + json.length + reordered.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(reordered, 8 + json.length);
+  const ck = decodeCheckpoint(out, "reordered");
+  assertEquals(ck.params, deep.params);
+  assertEquals(ck.buffers, deep.buffers);
+});
+
 Deno.test("checkpoint: every crafted or damaged file gets a one-line refusal", () => {
   const bytes = encodeCheckpoint(good);
   const emb = "embedding.weight";

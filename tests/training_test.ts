@@ -142,6 +142,18 @@ Deno.test("training: stopped during the finish, the last checkpoint stands and a
   assertEquals(done.params, reference.done.params);
 });
 
+Deno.test("training: the finish calibrates BatchNorm over the training split, and measures train with it", async () => {
+  using r = await trainer("cpu", { ...train, steps: 60 }, new MemorySinks());
+  await r.t.train();
+  const before = await r.backend.getParams();
+  const done = (await r.t.finish())!;
+  const expected = new CpuModel(config, before.params, before.buffers);
+  expected.calibrate(dataset.examples.train);
+  assertEquals(done.buffers, expected.buffers, "the statistics of the training split");
+  assertEquals(done.losses.train, expected.evaluate(dataset.examples.train));
+  assertEquals(done.losses.val, expected.evaluate(dataset.examples.val));
+});
+
 Deno.test("training: parameters that become infinite or NaN are never saved", async () => {
   // --lr 1e30 --steps 1: the one loss is finite (computed before the update) and the huge
   // weights too, but the calibration after them is not. --lr 1e39: the weights overflow at
