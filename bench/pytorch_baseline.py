@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The same network and training loop in PyTorch on the CPU: the baseline `deno task bench`
-compares against (it runs this script when `torch` can be imported).
+"""The same network and training loop in PyTorch: the baseline `deno task bench` compares
+against (it runs this script when `torch` can be imported), on the CPU, or with --device cuda
+on a GPU (timed with CUDA synchronisation: torch.cuda.synchronize() before the clock is read).
 
 Written the way makemore part 3 writes it (its own Linear, BatchNorm1d and Tanh modules,
 autograd, plain SGD), with the presets of src/model.ts: `lecture` (one hidden block of 200,
@@ -8,6 +9,7 @@ output Linear with bias) and `seed` (5 hidden blocks of 200, output BatchNorm wi
 
   python3 bench/pytorch_baseline.py --preset lecture --steps 2000      # us/step
   python3 bench/pytorch_baseline.py --preset seed --full --data FILE   # 200k steps + losses
+  python3 bench/pytorch_baseline.py --preset seed --device cuda        # eager PyTorch on a GPU
 
 Prints one JSON object on the last line, with the BLAS the products ran on ("blas",
 "blas_path", "reference_blas": Debian's torch links the generic libblas.so.3, so that is
@@ -41,6 +43,10 @@ class Linear:
     def __init__(self, fan_in, fan_out, bias, g):
         self.weight = torch.randn((fan_in, fan_out), generator=g) / fan_in**0.5
         self.bias = torch.zeros(fan_out) if bias else None
+
+    def to(self, device):
+        self.weight = self.weight.to(device)
+        self.bias = None if self.bias is None else self.bias.to(device)
 
     def __call__(self, x):
         self.out = x @ self.weight
@@ -76,6 +82,10 @@ class BatchNorm1d:
     def parameters(self):
         return [self.gamma, self.beta]
 
+    def to(self, device):
+        for k in ("gamma", "beta", "running_mean", "running_var"):
+            setattr(self, k, getattr(self, k).to(device))
+
 
 class Tanh:
     def __call__(self, x):
@@ -84,6 +94,9 @@ class Tanh:
 
     def parameters(self):
         return []
+
+    def to(self, device):
+        pass
 
 
 PRESETS = {
@@ -94,7 +107,7 @@ PRESETS = {
 }
 
 
-def build(preset, vocab, block, n_embd, hidden, g):
+def build(preset, vocab, block, n_embd, hidden, g, device="cpu"):
     p = PRESETS[preset]
     C = torch.randn((vocab, n_embd), generator=g)
     layers, fan_in = [], block * n_embd
@@ -112,6 +125,10 @@ def build(preset, vocab, block, n_embd, hidden, g):
             layers[-1].gamma *= 0.1
         else:
             out.weight *= 0.01 * fan_in**0.5  # the lecture's W2 = randn * 0.01
+    # Drawn on the CPU generator (the same numbers on any device), then moved.
+    C = C.to(device)
+    for layer in layers:
+        layer.to(device)
     params = [C] + [q for layer in layers for q in layer.parameters()]
     for q in params:
         q.requires_grad = True
@@ -138,8 +155,14 @@ def main():
     ap.add_argument("--full", action="store_true", help="train 200k steps, report losses")
     ap.add_argument("--data", help="names file (default: random tokens, for timing only)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        print(json.dumps({"error": "CUDA is not available to this torch"}))
+        sys.exit(3)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     block, n_embd, batch = 3, 10, 32
     g = torch.Generator().manual_seed(2147483647)
     if args.data:
@@ -150,10 +173,15 @@ def main():
         Xtr = torch.randint(0, vocab, (100_000, block), generator=g)
         Ytr = torch.randint(0, vocab, (100_000,), generator=g)
     preset = PRESETS[args.preset]
-    C, layers, params = build(args.preset, vocab, block, n_embd, preset["hidden"], g)
+    C, layers, params = build(args.preset, vocab, block, n_embd, preset["hidden"], g, args.device)
+    Xtr, Ytr = Xtr.to(args.device), Ytr.to(args.device)
+    if args.data:
+        Xva, Yva, Xte, Yte = (t.to(args.device) for t in (Xva, Yva, Xte, Yte))
+    # The minibatch indices come from a generator on the device, as a user would draw them.
+    gd = g if not cuda else torch.Generator(device=args.device).manual_seed(2147483647)
 
     def step(i):
-        ix = torch.randint(0, Xtr.shape[0], (batch,), generator=g)
+        ix = torch.randint(0, Xtr.shape[0], (batch,), generator=gd, device=args.device)
         loss = torch.nn.functional.cross_entropy(forward(C, layers, Xtr[ix]), Ytr[ix])
         for q in params:
             q.grad = None
@@ -167,15 +195,18 @@ def main():
     start = None
     for i in range(total):
         if i == (0 if args.full else args.warmup):
+            sync()
             start = time.perf_counter()
         step(i)
+    sync()
     seconds = time.perf_counter() - start
     timed = total if args.full else args.steps
     result = {
         "preset": args.preset,
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
         # The BLAS the matrix products ran on, and (when it can tell) its own thread count.
-        **loaded_blas(torch_declared_blas()),
+        **({"blas": "cuBLAS"} if cuda else loaded_blas(torch_declared_blas())),
         "threads": torch.get_num_threads(),
         "us_per_step": seconds / timed * 1e6,
         "steps": timed,
