@@ -10,7 +10,7 @@ const LAYERS: [string, RegExp][] = [
   // Kernels and data: what everything else is made of.
   [
     "kernels and data",
-    /^(errors|rng|data|batches|model|schedule|checkpoint|diagnostics|cpu\/(linear|batchnorm|tanh|embedding|cross_entropy|sgd|types)|gpu\/(abi|shaders|kernels|family|software|gpu|plan|layout|readback|resources|device))\.ts$/,
+    /^(errors|rng|data|batches|model|schedule|checkpoint|diagnostics|cpu\/(linear|batchnorm|tanh|embedding|cross_entropy|sgd|types)|gpu\/(abi|accuracy|shaders|kernels|family|software|gpu|plan|layout|readback|resources|device))\.ts$/,
   ],
   // Models on a backend, and what only needs a model.
   [
