@@ -35,11 +35,27 @@ fn slice_total(v: vec4f, li: u32) -> vec4f {
   return total;
 }
 
-// The sum of v over the whole workgroup (column sums over the batch, the DIAG moments).
+// The sum of v over the whole workgroup (the DIAG moments).
 fn workgroup_sum(v: vec4f, li: u32) -> vec4f {
   partials[li] = v;
   workgroupBarrier();
   for (var stride = GPU_WG / 2u; stride > 0u; stride /= 2u) {
+    if (li < stride) {
+      partials[li] += partials[li + stride];
+    }
+    workgroupBarrier();
+  }
+  let total = partials[0];
+  workgroupBarrier();
+  return total;
+}
+
+// The sum of v over the owners (li < G_ROWS: slice 0), the only invocations that hold values
+// of the workgroup's column: log2(G_ROWS) halvings rather than log2(GPU_WG).
+fn owners_sum(v: vec4f, li: u32) -> vec4f {
+  partials[li] = v;
+  workgroupBarrier();
+  for (var stride = G_ROWS / 2u; stride > 0u; stride /= 2u) {
     if (li < stride) {
       partials[li] += partials[li + stride];
     }
@@ -109,7 +125,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
   if (batch_stats) {
     // Two passes, for accuracy: the mean, then the squared deviations from it. The owners
     // re-read only the rows they wrote.
-    mean = workgroup_sum(sum, li) / f32(rows);
+    mean = owners_sum(sum, li) / f32(rows);
     var sum_sq = vec4f(0.0);
     for (var r = first; r < rows; r += stride) {
       if (slice == 0u) {
@@ -117,7 +133,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
         sum_sq += d * d;
       }
     }
-    variance = bn_variance(workgroup_sum(sum_sq, li), rows);
+    variance = bn_variance(owners_sum(sum_sq, li), rows);
     if (li == 0u) {
       Out[op.stats + q] = mean;
       Out[op.stats + op.out_q + q] = variance;
@@ -261,8 +277,8 @@ fn input_gradient(tile: u32, li: u32) {
   if (!bn) {
     return;
   }
-  sum_dy = workgroup_sum(sum_dy, li);
-  sum_dy_xhat = workgroup_sum(sum_dy_xhat, li);
+  sum_dy = owners_sum(sum_dy, li);
+  sum_dy_xhat = owners_sum(sum_dy_xhat, li);
   let gamma = P[prev.gamma + i];
   for (var r = first; r < rows; r += stride) {
     if (slice == 0u) {

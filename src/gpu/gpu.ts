@@ -155,9 +155,9 @@ export const gpu: KernelFamily = {
       case "matmulForward": {
         const blocks = ceil(d.rows, G_ROWS * d.groups[1]);
         const bn = (f.flags & C.HAS_BN) !== 0;
-        // The row blocks, then with BatchNorm: two more row loops, two workgroup sums.
+        // The row blocks, then with BatchNorm: two more row loops, two sums over the owners.
         return loop(blocks) + blocks * slices(f.in_q) +
-          (bn ? 2 * loop(blocks) + (d.train ? 2 * tree(GPU_WG) : 0) : 0);
+          (bn ? 2 * loop(blocks) + (d.train ? 2 * tree(G_ROWS) : 0) : 0);
       }
       case "matmulBackward":
       case "matmulBackwardDiag": {
@@ -165,7 +165,7 @@ export const gpu: KernelFamily = {
         const bn = (plan.ops[d.op - 1].flags & C.HAS_BN) !== 0;
         const blocks = bn ? ceil(d.rows, G_ROWS) : 1;
         const dx = loop(blocks) + blocks * slices(f.out_q) +
-          (bn ? loop(blocks) + 2 * tree(GPU_WG) : 0);
+          (bn ? loop(blocks) + 2 * tree(G_ROWS) : 0);
         return Math.max(dw, dx);
       }
       case "crossEntropy":
