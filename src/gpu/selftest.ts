@@ -13,7 +13,7 @@
  * a few ULPs of its op, and any conformant GPU meets it.
  */
 
-import { initModel, type ModelConfig, PRESETS, view } from "../model.ts";
+import { initModel, type ModelConfig, modelLayout, PRESETS, type Tensor, view } from "../model.ts";
 import { Rng } from "../rng.ts";
 import {
   batchMeanBound,
@@ -112,6 +112,27 @@ export const KERNEL_CASES: readonly { name: string; config: ModelConfig; batch: 
 ];
 
 /**
+ * An initialization with every term of every kernel in play: biases, betas and running means
+ * start at 0, gammas and running variances at 1, where a kernel that drops them (or mixes them
+ * up) would still be right. Here they are drawn: N(0, 0.1), and 1 + U(0, 0.5) for the ones that
+ * scale.
+ */
+function nonTrivial(
+  config: ModelConfig,
+  init: { params: Float32Array; buffers: Float32Array },
+  rng: Rng,
+): { params: Float32Array; buffers: Float32Array } {
+  const layout = modelLayout(config);
+  const draw = (a: Float32Array, t: Tensor) => {
+    const scales = /(gamma|running_var)$/.test(t.name);
+    view(a, t).forEach((_, i, v) => (v[i] = scales ? 1 + 0.5 * rng.uniform() : 0.1 * rng.normal()));
+  };
+  for (const t of layout.params) if (/(bias|beta|gamma)$/.test(t.name)) draw(init.params, t);
+  for (const t of layout.buffers) draw(init.buffers, t);
+  return init;
+}
+
+/**
  * One training step of `config` at batch `batch` on the GPU; every intermediate tensor and
  * every update, each against its op's reference and bound (see the module comment).
  */
@@ -122,7 +143,7 @@ export async function checkStep(
   family?: FamilyName,
 ): Promise<Comparison[]> {
   const B = batch;
-  const init = initModel(config, new Rng(3));
+  const init = nonTrivial(config, initModel(config, new Rng(3)), new Rng(5));
   const model = await GpuModel.create(gpu, config, { batchSize: B, chunkSteps: 1, family });
   const out: Comparison[] = [];
   const check = (name: string, got: ArrayLike<number>, b: Bounded) =>
