@@ -12,7 +12,7 @@
  * The network is the lecture's deep one: context 3, embeddings of 10, 5 hidden layers of 100.
  */
 
-import type { RunOutcome, RunSpec } from "./batch_runs.ts";
+import type { RunOutcome } from "./batch_runs.ts";
 import type { Diagnostics, SnapshotSummary } from "./diagnostics.ts";
 import { writeFileAtomic } from "./files.ts";
 import { lines, type Panel, panels } from "./figures.ts";
@@ -99,13 +99,16 @@ export const STUDIES: Readonly<Record<string, Study>> = {
   },
 };
 
-/** The runs of a study, as batch runs in DIR/runs/NAME, on the data and seed given. */
-export function studySpecs(study: Study, dir: string, common: readonly string[]): RunSpec[] {
+/** The runs of a study, in DIR/runs/NAME, with their train flags, on the data and seed given. */
+export function studySpecs(
+  study: Study,
+  dir: string,
+  common: readonly string[],
+): { name: string; dir: string; args: string[] }[] {
   return study.runs.map((r) => ({
     name: r.name,
     dir: `${dir}/runs/${r.name}`,
     args: [...r.args, ...common, `--steps=${study.steps}`],
-    steps: study.steps,
   }));
 }
 

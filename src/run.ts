@@ -14,6 +14,7 @@ import { initModel, type ModelConfig, type TrainConfig } from "./model.ts";
 import { Rng } from "./rng.ts";
 import { type OpenMode, readRunReport, RunDir } from "./run_dir.ts";
 import type { Schedule } from "./schedule.ts";
+import { checkResume } from "./run_setup.ts";
 import { type Losses, type Reporter, Trainer, validateTraining } from "./training.ts";
 
 export interface RunOptions {
@@ -44,45 +45,6 @@ export interface RunResult {
   readonly trainSeconds: number;
 }
 
-/** A resumed run must be the same run: same data, same model, same schedule. */
-function checkResume(ck: Checkpoint, opts: RunOptions, sha256: string): void {
-  const s = ck.state;
-  if (s.data.sha256 !== sha256) {
-    throw new UserError(
-      `${opts.dataPath} is not the data the checkpoint was trained on (${s.data.path}, sha256 ` +
-        `${s.data.sha256.slice(0, 12)}...): the split would differ`,
-    );
-  }
-  for (const k of Object.keys(opts.model) as (keyof RunOptions["model"])[]) {
-    if (ck.config[k] !== opts.model[k]) {
-      throw new UserError(
-        `the checkpoint's model has ${k} = ${ck.config[k]}, but this run asks for ${opts.model[k]}`,
-      );
-    }
-  }
-  for (const k of ["batchSize", "lr", "lrFinal", "decayAt"] as const) {
-    if (s.train[k] !== opts.train[k]) {
-      throw new UserError(
-        `the checkpoint trained with ${k} = ${s.train[k]}, but this run asks for ${opts.train[k]}`,
-      );
-    }
-  }
-  if (s.seed !== opts.seed) {
-    throw new UserError(`the checkpoint's seed is ${s.seed}, but this run asks for ${opts.seed}`);
-  }
-  if (s.step > opts.train.steps) {
-    throw new UserError(
-      `the checkpoint has already trained ${s.step} steps; ask for at least that many with --steps`,
-    );
-  }
-  if (s.calibrated && s.step < opts.train.steps) {
-    throw new UserError(
-      "the checkpoint's BatchNorm statistics were recalibrated after training; a resumed run " +
-        "would not continue the original one",
-    );
-  }
-}
-
 export async function run(
   opts: RunOptions,
   reporter: RunReporter,
@@ -98,7 +60,9 @@ export async function run(
     const bytes = await readUserFile(opts.dataPath);
     const words = parseWords(bytes, opts.dataPath);
     const sha256 = await sha256Hex(bytes);
-    if (resumed) checkResume(resumed, opts, sha256);
+    if (resumed) {
+      checkResume(resumed, { ...opts, dataSha256: sha256 }, opts.dataPath);
+    }
     const vocab = resumed ? new Vocab(resumed.vocab) : Vocab.fromWords(words);
     const dataset = makeDataset(words, opts.model.blockSize, opts.seed, vocab);
     const config: ModelConfig = resumed?.config ?? { ...opts.model, vocabSize: vocab.size };

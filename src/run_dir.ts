@@ -112,17 +112,7 @@ export class RunDir {
         throw ioError(path, "create the run directory", e);
       }
     }
-    let lock: Deno.FsFile;
-    try {
-      lock = await Deno.open(`${path}/${LOCK_FILE}`, { read: true, write: true, create: true });
-    } catch (e) {
-      throw ioError(path, "write in it", e);
-    }
-    if (!(await lock.tryLock(true))) {
-      lock.close();
-      throw await lockedError(path);
-    }
-    const dir = new RunDir(path, lock);
+    const dir = new RunDir(path, await lockDirectory(path, "run"));
     try {
       await dir.#claim(mode);
     } catch (e) {
@@ -133,19 +123,6 @@ export class RunDir {
   }
 
   async #claim(mode: OpenMode): Promise<void> {
-    // Who holds the lock, for the message a second run gets. Writing it also proves that the
-    // directory is writable (a full or read-only file system fails here, before any work).
-    const text = new TextEncoder().encode(
-      `process ${Deno.pid}, since ${new Date().toISOString()}\n`,
-    );
-    try {
-      await this.#lock.truncate(0);
-      await this.#lock.seek(0, Deno.SeekMode.Start);
-      await this.#lock.write(text);
-      await this.#lock.syncData();
-    } catch (e) {
-      throw ioError(this.path, "write in it", e);
-    }
     const present: string[] = [];
     for await (const entry of Deno.readDir(this.path)) {
       const name = entry.name;
@@ -239,16 +216,46 @@ export class RunDir {
   }
 }
 
-async function lockedError(path: string): Promise<UserError> {
+async function lockedError(path: string, what: string): Promise<UserError> {
   const holder = (await Deno.readTextFile(`${path}/${LOCK_FILE}`).catch(() => "")).trim();
   return new UserError(
-    `${path}: another run is writing there (${holder || "process unknown"}); wait for it to ` +
-      "end, or use another --out",
+    `${path}: another ${what} is writing there (${holder || "process unknown"}); wait for it ` +
+      "to end, or use another --out",
   );
 }
 
+/**
+ * Takes the lock of a directory that must exist (a run's, or a sweep's): refused in one line,
+ * naming the process that holds it, when another does. Released by closing what it returns (or
+ * by the process ending: the OS drops an flock with its holder). Writing the holder's name also
+ * proves that the directory is writable, before any work.
+ */
+export async function lockDirectory(path: string, what: string): Promise<Deno.FsFile> {
+  let lock: Deno.FsFile;
+  try {
+    lock = await Deno.open(`${path}/${LOCK_FILE}`, { read: true, write: true, create: true });
+  } catch (e) {
+    throw ioError(path, "write in it", e);
+  }
+  if (!(await lock.tryLock(true))) {
+    lock.close();
+    throw await lockedError(path, what);
+  }
+  const text = new TextEncoder().encode(`process ${Deno.pid}, since ${new Date().toISOString()}\n`);
+  try {
+    await lock.truncate(0);
+    await lock.seek(0, Deno.SeekMode.Start);
+    await lock.write(text);
+    await lock.syncData();
+  } catch (e) {
+    lock.close();
+    throw ioError(path, "write in it", e);
+  }
+  return lock;
+}
+
 /** Refuses a directory whose lock another process holds (without taking it). */
-async function checkLock(path: string): Promise<void> {
+export async function checkLock(path: string): Promise<void> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(`${path}/${LOCK_FILE}`, { read: true });
@@ -256,7 +263,7 @@ async function checkLock(path: string): Promise<void> {
     return; // no lock file: nobody has run here
   }
   try {
-    if (!(await file.tryLock(true))) throw await lockedError(path);
+    if (!(await file.tryLock(true))) throw await lockedError(path, "run");
   } finally {
     file.close(); // which also releases the lock, if this process just took it
   }
@@ -268,6 +275,17 @@ function normalize(path: string): string {
 }
 
 const isRunFile = (name: string) => RUN_FILES.includes(name) || FIGURE.test(name);
+
+/** The files of a run in `path` (none if it does not exist). */
+export async function runFilesIn(path: string): Promise<string[]> {
+  const found: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(path)) if (isRunFile(entry.name)) found.push(entry.name);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw ioError(path, "read it", e);
+  }
+  return found;
+}
 
 function notEmpty(path: string, present: string[]): UserError {
   const runFiles = present.filter(isRunFile);

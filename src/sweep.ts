@@ -97,7 +97,7 @@ export function summarize(params: readonly string[], outcomes: readonly RunOutco
     const val = num(losses.val);
     return {
       name: spec.name,
-      values: valuesOfName(spec.name),
+      values: spec.values,
       status,
       train,
       val,
@@ -124,7 +124,13 @@ export async function collect(dirs: readonly string[]): Promise<RunOutcome[]> {
     }
     for (const e of entries.filter((e) => e.isDirectory).sort((a, b) => a.name < b.name ? -1 : 1)) {
       const report = await readRunReport(`${dir}/runs/${e.name}`);
-      const spec = { name: e.name, dir: `${dir}/runs/${e.name}`, args: [], steps: 0 };
+      const spec = {
+        name: e.name,
+        dir: `${dir}/runs/${e.name}`,
+        args: [],
+        steps: 0,
+        values: valuesOfName(e.name),
+      };
       if (report && !out.has(e.name)) out.set(e.name, { spec, status: "finished", report });
       else if (!report && !out.has(e.name)) {
         out.set(e.name, { spec, status: "interrupted", report: null });

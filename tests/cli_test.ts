@@ -256,7 +256,7 @@ testWith(
         ],
         [["--layers=-2"], /--layers must be at least 1, got -2/],
         [["--batch-size", "1"], /--batch-size must be at least 2/],
-        [["--lr", "fast"], /--lr must be a number, got 'fast'/],
+        [["--lr", "fast"], /--lr must be a number \(or a ratio such as 5\/3\), got 'fast'/],
         [["--block-size", "1000"], /--block-size must be at most 32/],
         [
           ["--data", `${dir}/few.txt`, "--batch-size", "500"],

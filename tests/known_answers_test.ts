@@ -36,7 +36,7 @@ Deno.test("sampling: the temperature divides the logits, and top-k keeps exactly
 
 Deno.test("sweep: the best run is the one with the lowest val loss, not train", () => {
   const outcome = (name: string, train: number, val: number): RunOutcome => ({
-    spec: { name, dir: `/runs/${name}`, args: [], steps: 10 },
+    spec: { name, dir: `/runs/${name}`, args: [], steps: 10, values: { hidden: name.slice(7) } },
     status: "finished",
     report: { losses: { train, val, test: val }, train_seconds: 1, steps: 10 },
   });

@@ -5,7 +5,9 @@
 
 import { runAll, type RunOutcome, type RunSpec } from "../batch_runs.ts";
 import { UserError } from "../errors.ts";
-import { type Command, type FlagGroups, UsageError, type Values } from "./flags.ts";
+import { ioError } from "../files.ts";
+import { type Command, defineCommand, type FlagGroups, UsageError, type Values } from "./flags.ts";
+import { resolveOptions, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
 
 /**
  * Runs a tool: parses its flags (printing the generated --help when asked) and calls `main`.
@@ -37,26 +39,40 @@ export async function runCommand<G extends FlagGroups>(
   }
 }
 
+/** The signals that stop a batch (each child saving its checkpoint), with their numbers. */
+const STOP_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+
 /**
- * Runs batch runs from a terminal: one progress line (rewritten in place on a terminal, a line
- * every second or so otherwise), and Ctrl-C stops them all, each saving its checkpoint, so the
- * same command run again goes on. `interrupted` says whether that happened.
+ * Runs batch runs in `dir` from a terminal: one progress line (rewritten in place on a terminal,
+ * a line every second or so otherwise), and Ctrl-C, SIGTERM or SIGHUP stops them all, each
+ * saving its checkpoint, so the same command run again goes on. `stoppedBy` is the exit code
+ * such a stop should end with (128 + the signal), or null.
  */
 export async function runInTerminal(
+  dir: string,
   specs: readonly RunSpec[],
-  jobs: number,
-): Promise<{ outcomes: RunOutcome[]; interrupted: boolean }> {
+  opts: { jobs: number; redo?: boolean; skipFailed?: boolean },
+): Promise<{ outcomes: RunOutcome[]; stoppedBy: number | null }> {
   const stop = new AbortController();
-  const onSignal = () => {
-    console.error("\ninterrupted: stopping the runs (each saves a checkpoint); run again to go on");
-    stop.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
+  let stoppedBy: number | null = null;
+  const listeners = (Object.keys(STOP_SIGNALS) as (keyof typeof STOP_SIGNALS)[]).map((sig) => {
+    const listener = () => {
+      if (!stop.signal.aborted) {
+        console.error(
+          `\n${sig}: stopping the runs (each saves a checkpoint); run again to go on`,
+        );
+      }
+      stoppedBy ??= 128 + STOP_SIGNALS[sig];
+      stop.abort();
+    };
+    Deno.addSignalListener(sig, listener);
+    return [sig, listener] as const;
+  });
   const tty = Deno.stdout.isTerminal();
   const enc = new TextEncoder();
   try {
-    const outcomes = await runAll(specs, {
-      jobs,
+    const outcomes = await runAll(dir, specs, {
+      ...opts,
       signal: stop.signal,
       progress: (line) =>
         tty ? Deno.stdout.writeSync(enc.encode(`\r\x1b[2K${line}`)) : console.log(line),
@@ -65,8 +81,47 @@ export async function runInTerminal(
     for (const o of outcomes.filter((o) => o.status === "failed")) {
       console.error(`run ${o.spec.name} failed: ${o.error}`);
     }
-    return { outcomes, interrupted: stop.signal.aborted };
+    return { outcomes, stoppedBy };
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
+    for (const [sig, listener] of listeners) Deno.removeSignalListener(sig, listener);
   }
+}
+
+/**
+ * One run of a batch from its train flags, every flag checked as `deno task train` checks it
+ * and resolved as it resolves them, before any run starts.
+ */
+export async function resolveSpec(
+  name: string,
+  dir: string,
+  args: string[],
+  values: Record<string, string> = {},
+): Promise<RunSpec> {
+  const opts = await resolveOptions(TRAIN.parse(args).values as TrainValues);
+  return {
+    name,
+    dir,
+    args,
+    steps: opts.train.steps,
+    values,
+    asked: {
+      model: opts.model,
+      train: opts.train,
+      seed: opts.seed,
+      schedule: opts.schedule,
+      dataPath: opts.dataPath,
+    },
+  };
+}
+
+const TRAIN = defineCommand({ summary: "", usage: "", groups: TRAIN_FLAGS });
+
+/** Makes an output directory, or says in one line why it cannot be one. */
+export async function outputDir(path: string): Promise<void> {
+  if (path === "") throw new UsageError("--out: no directory given");
+  const info = await Deno.stat(path).catch(() => null);
+  if (info && !info.isDirectory) throw new UserError(`${path}: exists and is not a directory`);
+  await Deno.mkdir(path, { recursive: true }).catch((e) => {
+    throw ioError(path, "create it", e);
+  });
 }

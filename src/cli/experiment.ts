@@ -1,7 +1,7 @@
 /** `deno task experiment NAME`: the studies of makemore part 3, side by side; see --help. */
 
 import { STUDIES, studySpecs, writeStudy } from "../experiments.ts";
-import { runCommand, runInTerminal } from "./common.ts";
+import { outputDir, resolveSpec, runCommand, runInTerminal } from "./common.ts";
 import { defineCommand, UsageError, type Values } from "./flags.ts";
 import { DEFAULT_DATA } from "./train_options.ts";
 
@@ -32,6 +32,15 @@ const command = defineCommand({
         default: 42,
       },
       jobs: { kind: "int", arg: "N", min: 1, max: 64, help: "runs at a time", default: 1 },
+      redo: {
+        kind: "bool",
+        help: "train again the runs whose directory holds a run of other settings (else the " +
+          "study refuses to start)",
+      },
+      "skip-failed": {
+        kind: "bool",
+        help: "leave the runs that failed before as failed (else they are tried again)",
+      },
       steps: {
         kind: "int",
         arg: "N",
@@ -41,7 +50,9 @@ const command = defineCommand({
     },
   },
   notes: Object.entries(STUDIES).map(([n, s]) => `${n}: ${s.title}.`).join("\n") +
-    "\nA study run again reuses the runs it finished; Ctrl-C leaves it to resume.",
+    "\nA study run again reuses the runs it finished, and resumes those it was stopped in " +
+    "(Ctrl-C, SIGTERM, SIGHUP), when they are the runs asked for; a run of other settings " +
+    "(another --steps, say) is refused, naming the flag, unless --redo.",
 });
 
 async function main(values: Values<typeof command.groups>, positionals: string[]): Promise<number> {
@@ -55,16 +66,20 @@ async function main(values: Values<typeof command.groups>, positionals: string[]
   const dir = values.out ?? `experiments/${name}`;
   if (dir === "") throw new UsageError("--out: no directory given");
   const steps = values.steps ?? study.steps;
-  const specs = studySpecs({ ...study, steps }, dir, [
-    `--data=${values.data}`,
-    `--seed=${values.seed}`,
-  ]);
-  await Deno.mkdir(`${dir}/runs`, { recursive: true });
+  const specs = await Promise.all(
+    studySpecs({ ...study, steps }, dir, [`--data=${values.data}`, `--seed=${values.seed}`])
+      .map((s) => resolveSpec(s.name, s.dir, s.args)),
+  );
+  await outputDir(dir);
   console.log(`${study.title}: ${specs.length} runs of ${steps} steps in ${dir}/runs`);
-  const { outcomes, interrupted } = await runInTerminal(specs, values.jobs);
+  const { outcomes, stoppedBy } = await runInTerminal(dir, specs, {
+    jobs: values.jobs,
+    redo: values.redo,
+    skipFailed: values["skip-failed"],
+  });
   const written = await writeStudy(name, { ...study, steps }, dir, outcomes);
   console.log(`wrote ${written.map((f) => `${dir}/${f}`).join(", ")}`);
-  if (interrupted) return 130;
+  if (stoppedBy !== null) return stoppedBy;
   return outcomes.some((o) => o.status === "failed") ? 1 : 0;
 }
 

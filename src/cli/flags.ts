@@ -95,9 +95,11 @@ export function parseValue(name: string, f: Flag, raw: string): number | string 
       return range(name, v, f);
     }
     case "float": {
-      const v = Number(text);
+      // A ratio as --help shows some defaults ("5/3"), or a number.
+      const ratio = /^([^/]+)\/([^/]+)$/.exec(text);
+      const v = ratio ? Number(ratio[1]) / Number(ratio[2]) : Number(text);
       if (text === "" || !Number.isFinite(v)) {
-        throw new UsageError(`--${name} must be a number, got '${raw}'`);
+        throw new UsageError(`--${name} must be a number (or a ratio such as 5/3), got '${raw}'`);
       }
       return range(name, v, f);
     }

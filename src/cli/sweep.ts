@@ -2,10 +2,11 @@
 
 import { type RunSpec, slug, trainArgs } from "../batch_runs.ts";
 import { UserError } from "../errors.ts";
-import { collect, grid, summarize, valuesOfName, writeSweep } from "../sweep.ts";
-import { runCommand, runInTerminal } from "./common.ts";
+import { exists } from "../files.ts";
+import { collect, grid, summarize, writeSweep } from "../sweep.ts";
+import { outputDir, resolveSpec, runCommand, runInTerminal } from "./common.ts";
 import { defineCommand, type Flag, type FlagGroups, parseValue, UsageError } from "./flags.ts";
-import { resolveOptions, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
+import { TRAIN_FLAGS } from "./train_options.ts";
 
 /** Train flags that belong to one run, not to a sweep of them. */
 const NOT_SWEPT = new Set(["out", "resume", "overwrite", "json", "quiet", "no-plots"]);
@@ -48,6 +49,15 @@ const SWEEP_FLAGS = {
       kind: "bool",
       help: "merge the runs of the sweep directories given as arguments into --out's report",
     },
+    redo: {
+      kind: "bool",
+      help: "train again the runs whose directory holds a run of other settings (else the " +
+        "sweep refuses to start)",
+    },
+    "skip-failed": {
+      kind: "bool",
+      help: "leave the runs that failed before as failed (else they are tried again)",
+    },
   },
 } as const satisfies FlagGroups;
 
@@ -58,9 +68,11 @@ const command = defineCommand({
   groups: { ...SWEEP_FLAGS, ...SWEPT },
   positionals: true,
   notes: `Example: deno task sweep --preset lecture --lr 0.05,0.1,0.2 --hidden 100,200 --steps 20000
-Each run goes to DIR/runs/NAME (NAME from its values, e.g. lr=0.1,hidden=200); a finished run is
-skipped when the sweep runs again, an interrupted one resumed. DIR gets sweep.json, sweep.csv,
-report.html and a figure of val loss against each swept flag.`,
+Each run goes to DIR/runs/NAME (NAME from its values, e.g. lr=0.1,hidden=200). Run again, the
+sweep skips a finished run and resumes an interrupted one only when it is the run asked for (every
+flag and the data the same); otherwise it refuses, naming the flag, unless --redo. A failed run is
+tried again (--skip-failed leaves it). Ctrl-C, SIGTERM or SIGHUP stop every run with a checkpoint.
+DIR gets sweep.json, sweep.csv, report.html and a figure of val loss against each swept flag.`,
 });
 
 const trainFlags: Record<string, Flag> = Object.assign({}, ...Object.values(TRAIN_FLAGS));
@@ -73,10 +85,16 @@ async function main(raw: Record<string, unknown>, positionals: string[]): Promis
   if (out === "") throw new UsageError("--out: no directory given");
   if (raw.collect) {
     if (positionals.length === 0) throw new UsageError("--collect needs sweep directories");
+    if (await exists(`${out}/runs`)) {
+      throw new UserError(
+        `--out ${out} holds a sweep of its own, whose report this would replace: write the ` +
+          "merged report elsewhere",
+      );
+    }
     const outcomes = await collect(positionals);
     if (outcomes.length === 0) throw new UserError(`no runs in ${positionals.join(", ")}/runs/`);
-    const params = [...new Set(outcomes.flatMap((o) => Object.keys(valuesOfName(o.spec.name))))];
-    await Deno.mkdir(out, { recursive: true });
+    const params = [...new Set(outcomes.flatMap((o) => Object.keys(o.spec.values)))];
+    await outputDir(out);
     const result = summarize(params, outcomes);
     const files = await writeSweep(out, result, `Sweep of ${positionals.join(", ")}`);
     console.log(`collected ${outcomes.length} runs; best by val loss: ${result.best ?? "none"}`);
@@ -95,34 +113,44 @@ async function main(raw: Record<string, unknown>, positionals: string[]): Promis
       continue;
     }
     const values = String(value).split(",").map((v) => v.trim());
+    const seen = new Map<string, string>();
     for (const v of values) {
       if (v === "") throw new UsageError(`--${name}: an empty value in '${value}'`);
-      parseValue(name, f, v);
-    }
-    if (new Set(values).size !== values.length) {
-      throw new UsageError(`--${name}: a value appears twice in '${value}'`);
+      // The same value written twice ("0.1,0.10", "5/3,1.6666666666666667") is one run.
+      const key = String(parseValue(name, f, v));
+      if (seen.has(key)) {
+        throw new UsageError(`--${name}: ${seen.get(key)} and ${v} are the same value`);
+      }
+      seen.set(key, v);
     }
     if (values.length === 1) fixed.push(`--${name}=${values[0]}`);
     else axes.push({ flag: name, values });
   }
   const specs: RunSpec[] = [];
-  const train = defineCommand({ summary: "", usage: "", groups: TRAIN_FLAGS });
   for (const point of grid(axes)) {
     const args = [...fixed, ...Object.entries(point).map(([k, v]) => `--${k}=${v}`)];
-    // Every run's flags are checked as `deno task train` would, before any run starts.
-    const opts = await resolveOptions(train.parse(args).values as TrainValues);
     const name = slug(point);
-    specs.push({ name, dir: `${out}/runs/${name}`, args, steps: opts.train.steps });
+    specs.push(await resolveSpec(name, `${out}/runs/${name}`, args, point));
+  }
+  const names = new Set(specs.map((s) => s.name));
+  if (names.size !== specs.length) {
+    throw new UsageError(
+      "two runs of this grid would share a directory name: rename a --data file",
+    );
   }
   if (raw["print-commands"]) {
     for (const s of specs) {
-      console.log(["deno", "task", "train", ...trainArgs(s, false)].map(quote).join(" "));
+      console.log(["deno", "task", "train", ...trainArgs(s, "train")].map(quote).join(" "));
     }
     return 0;
   }
-  await Deno.mkdir(`${out}/runs`, { recursive: true });
+  await outputDir(out);
   console.log(`${specs.length} runs in ${out}/runs, ${raw.jobs} at a time`);
-  const { outcomes, interrupted } = await runInTerminal(specs, raw.jobs as number);
+  const { outcomes, stoppedBy } = await runInTerminal(`${out}`, specs, {
+    jobs: raw.jobs as number,
+    redo: raw.redo as boolean,
+    skipFailed: raw["skip-failed"] as boolean,
+  });
   const result = summarize(axes.map((a) => a.flag), outcomes);
   const files = await writeSweep(
     out,
@@ -135,7 +163,7 @@ async function main(raw: Record<string, unknown>, positionals: string[]): Promis
     `best by val loss: ${best ? `${best.name} (val ${best.val!.toFixed(4)})` : "none finished"}`,
   );
   console.log(`wrote ${files.join(", ")}`);
-  if (interrupted) return 130;
+  if (stoppedBy !== null) return stoppedBy;
   return failed.length ? 1 : 0;
 }
 

@@ -11,6 +11,7 @@ import type { RunOptions } from "../run.ts";
 import { DEFAULT_SCHEDULE } from "../schedule.ts";
 import { CHECKPOINT_FILE, DIAGNOSTICS_FILE, LOG_FILE, RUN_FILE } from "../run_dir.ts";
 import { UserError } from "../errors.ts";
+import { describe, differences, identityOf } from "../run_setup.ts";
 import { type FlagGroups, UsageError, type Values } from "./flags.ts";
 
 const seed = PRESETS.seed;
@@ -243,6 +244,17 @@ export function resolveModel(
   };
 }
 
+/** The training flags over a preset's (or a checkpoint's) training. */
+function trainOf(train: TrainConfig, values: TrainValues): TrainConfig {
+  return {
+    steps: values.steps ?? train.steps,
+    batchSize: values["batch-size"] ?? train.batchSize,
+    lr: values.lr ?? train.lr,
+    lrFinal: values["lr-final"] ?? train.lrFinal,
+    decayAt: values["decay-at"] ?? train.decayAt,
+  };
+}
+
 /** Flags over the preset's (or, with --resume, the checkpoint's) settings. */
 export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
   const out = values.out;
@@ -255,18 +267,30 @@ export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
     throw new UsageError("--resume continues the run in --out; --overwrite replaces it: not both");
   }
   if (values.resume) {
-    if (values.preset) throw new UsageError("--preset cannot change a resumed run");
     const ck = await loadCheckpoint(`${out}/${CHECKPOINT_FILE}`).catch((e) => {
       if (e instanceof UserError && /no such checkpoint/.test(e.message)) {
         throw new UserError(`--resume: no checkpoint in ${out}/ (start a run without --resume)`);
       }
       throw e;
     });
-    const { vocabSize: _, ...rest } = ck.config;
-    model = rest;
-    train = ck.state.train;
-    seedValue = ck.state.seed;
-    schedule = ck.state.schedule;
+    const run = identityOf(ck);
+    model = run.model;
+    train = run.train;
+    seedValue = run.seed;
+    schedule = run.schedule;
+    if (values.preset) {
+      // The same command again with --resume names the run's own preset: accepted. A preset
+      // that would change the run is refused with the first setting it changes.
+      const p = PRESETS[values.preset as PresetName];
+      const [first] = differences(
+        { ...run, model: resolveModel(p.model, values), train: trainOf(p.train, values) },
+        { ...run, model: resolveModel(model, values), train: trainOf(train, values) },
+        ["train.steps"],
+      );
+      if (first) {
+        throw new UsageError(`--preset ${values.preset} is not the run's: ${describe(first)}`);
+      }
+    }
     if (data === undefined) {
       data = ck.state.data.path;
       if (!(await exists(data))) {
@@ -282,13 +306,7 @@ export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
     dataPath: data ?? DEFAULT_DATA,
     outDir: values.out,
     model: resolveModel(model, values),
-    train: {
-      steps: values.steps ?? train.steps,
-      batchSize: values["batch-size"] ?? train.batchSize,
-      lr: values.lr ?? train.lr,
-      lrFinal: values["lr-final"] ?? train.lrFinal,
-      decayAt: values["decay-at"] ?? train.decayAt,
-    },
+    train: trainOf(train, values),
     seed: values.seed ?? seedValue,
     backend: values.backend as RunOptions["backend"],
     kernels: values.kernels as RunOptions["kernels"],
