@@ -33,7 +33,8 @@ export interface LrFindResult {
   readonly diverged: number | null;
   /** The lowest smoothed loss, and its learning rate. */
   readonly best: { lr: number; loss: number };
-  readonly suggestion: { lr: number; why: string };
+  /** The suggested rate, or null when the range holds no answer (`why` says which way to go). */
+  readonly suggestion: { lr: number | null; why: string };
 }
 
 /** The test's learning rate at step k of `steps`. */
@@ -92,13 +93,19 @@ export async function findLr(
       }
     }
   }
-  return { lrs, losses, smoothed, ratios, diverged, best, suggestion: suggest(ratios, best) };
+  const suggestion = suggest(ratios, best, { diverged: diverged !== null, lrMin: o.lrMin });
+  return { lrs, losses, smoothed, ratios, diverged, best, suggestion };
 }
 
-/** Where the smoothed ratio crosses -3, interpolated in log lr; or why there is no crossing. */
+/**
+ * Where the smoothed ratio crosses -3, interpolated in log lr; or, with no crossing, a third of
+ * the rate of the lowest loss if the loss diverged in the range; or no suggestion, and which way
+ * to widen the range, when the range holds no answer.
+ */
 export function suggest(
   ratios: LrFindResult["ratios"],
   best: LrFindResult["best"],
+  range: { diverged: boolean; lrMin: number },
 ): LrFindResult["suggestion"] {
   for (let i = 1; i < ratios.length; i++) {
     const [a, b] = [ratios[i - 1], ratios[i]];
@@ -108,10 +115,25 @@ export function suggest(
       return { lr, why: "the update-to-data ratio reaches 1e-3 there" };
     }
   }
+  const widen = "the range holds no answer: widen it";
   if (ratios.length && ratios[0].smoothed >= TARGET) {
     return {
-      lr: ratios[0].lr,
-      why: "the updates are above 1e-3 from the start: try a smaller --lr-min",
+      lr: null,
+      why: `the updates are above 1e-3 from the first rate: ${widen} down (a smaller --lr-min)`,
+    };
+  }
+  if (!range.diverged) {
+    return {
+      lr: null,
+      why: `the updates stay below 1e-3 and the loss never diverges: ${widen} up (a larger ` +
+        "--lr-max)",
+    };
+  }
+  if (best.lr / 3 < range.lrMin) {
+    return {
+      lr: null,
+      why: "the ratio stays below 1e-3 until the loss diverges, close to --lr-min: " +
+        `${widen} down (a smaller --lr-min)`,
     };
   }
   return {

@@ -215,6 +215,29 @@ testWith(
   },
 );
 
+testWith(NEEDS, "lr-find: a range that holds no answer says which way to widen it", async () => {
+  await inTempDir(async (dir) => {
+    const r = await runCli("lr_find.ts", [
+      "--data",
+      `${dir}/names.txt`,
+      "--out",
+      `${dir}/lr`,
+      "--preset",
+      "lecture",
+      "--lr-min",
+      "100",
+      "--lr-max",
+      "1000",
+      "--steps",
+      "100",
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    const rows = r.stdout.split("\n").filter((l) => /^\s+\d\.\d+e[+-]\d+\s/.test(l));
+    assertEquals(new Set(rows).size, rows.length, `each row once:\n${r.stdout}`);
+    assert(/no suggestion: .*widen it down \(a smaller --lr-min\)/.test(r.stdout), r.stdout);
+  });
+});
+
 testWith(
   NEEDS,
   "batch runs: paths as values, missing data and bad --out get one line before any run",
@@ -243,6 +266,10 @@ testWith(
       oneLineError(
         await tool("sweep.ts", ["--collect", "--out", `${dir}/file`, `${dir}/s`]),
         /file: exists and is not a directory|no runs in/,
+      );
+      oneLineError(
+        await runCli("lr_find.ts", ["--out", `${dir}/file`, "--data", `${dir}/names.txt`]),
+        /file: exists and is not a directory/,
       );
       oneLineError(
         await tool("experiment.ts", [

@@ -197,8 +197,8 @@ Deno.test("lr-find: the suggestion is within a factor of 3 of the best learning 
       steps: 600,
       batchSize,
     });
+    assert(r.suggestion.lr !== null && r.suggestion.why.includes("reaches 1e-3"), r.suggestion.why);
     suggested = r.suggestion.lr;
-    assert(r.suggestion.why.includes("reaches 1e-3"), r.suggestion.why);
   } finally {
     finder.destroy();
   }

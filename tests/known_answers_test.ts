@@ -55,14 +55,35 @@ Deno.test("lr-find: the suggestion is where the smoothed ratio crosses 1e-3, in 
     { lr: 0.01, median: -3.5, smoothed: -3.5 },
     { lr: 0.1, median: -2.5, smoothed: -2.5 },
   ];
-  const s = suggest(ratios, { lr: 1, loss: 2 });
-  assert(Math.abs(s.lr / Math.sqrt(1e-3) - 1) < 0.01, `suggested ${s.lr}`);
+  const range = { diverged: true, lrMin: 1e-3 };
+  const s = suggest(ratios, { lr: 1, loss: 2 }, range);
+  assert(s.lr !== null && Math.abs(s.lr / Math.sqrt(1e-3) - 1) < 0.01, `suggested ${s.lr}`);
   // A quarter of the way: 10^-3 is crossed between -3.25 at 0.01 and -2.25 at 0.1.
-  const q = suggest([
-    { lr: 0.01, median: -3.25, smoothed: -3.25 },
-    { lr: 0.1, median: -2.25, smoothed: -2.25 },
-  ], { lr: 1, loss: 2 });
-  assert(Math.abs(q.lr / 10 ** -1.75 - 1) < 0.01, `suggested ${q.lr}`);
+  const q = suggest(
+    [
+      { lr: 0.01, median: -3.25, smoothed: -3.25 },
+      { lr: 0.1, median: -2.25, smoothed: -2.25 },
+    ],
+    { lr: 1, loss: 2 },
+    range,
+  );
+  assert(q.lr !== null && Math.abs(q.lr / 10 ** -1.75 - 1) < 0.01, `suggested ${q.lr}`);
+});
+
+Deno.test("lr-find: a range without an answer says so, and which way to widen it", () => {
+  const low = [{ lr: 1e-9, median: -9, smoothed: -9 }, { lr: 1e-8, median: -8, smoothed: -8 }];
+  // Never diverged, never reached 1e-3 (--lr-min 1e-9 --lr-max 1e-8): up.
+  const up = suggest(low, { lr: 1e-8, loss: 3 }, { diverged: false, lrMin: 1e-9 });
+  assertEquals(up.lr, null);
+  assert(/widen it up \(a larger --lr-max\)/.test(up.why), up.why);
+  // Above 1e-3 from the first rate (--lr-min 1e2): down.
+  const high = [{ lr: 100, median: 0.5, smoothed: 0.5 }];
+  const down = suggest(high, { lr: 100, loss: 9 }, { diverged: true, lrMin: 100 });
+  assertEquals(down.lr, null);
+  assert(/widen it down \(a smaller --lr-min\)/.test(down.why), down.why);
+  // Diverged without reaching 1e-3, the lowest loss near --lr-min: no rate below the range.
+  const near = suggest(low, { lr: 2e-9, loss: 3 }, { diverged: true, lrMin: 1e-9 });
+  assertEquals(near.lr, null);
 });
 
 /**

@@ -9,7 +9,7 @@ import { initModel, type PresetName, PRESETS } from "../model.ts";
 import { writeFigures } from "../plots.ts";
 import { Rng } from "../rng.ts";
 import { validateTraining } from "../training.ts";
-import { runCommand } from "./common.ts";
+import { outputDir, runCommand } from "./common.ts";
 import { defineCommand, type FlagGroups, UsageError, type Values } from "./flags.ts";
 import { DEFAULT_DATA, resolveModel, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
 
@@ -85,7 +85,7 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
   const dataset = makeDataset(words, m.blockSize, seed);
   const config = { ...m, vocabSize: dataset.vocab.size };
   validateTraining(config, { ...preset.train, batchSize }, dataset);
-  await Deno.mkdir(values.out, { recursive: true });
+  await outputDir(values.out);
   const backend = await openBackend({
     kind: values.backend as "webgpu" | "cpu",
     config,
@@ -136,12 +136,17 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
       console.log(JSON.stringify({ suggestion: r.suggestion, best: r.best, diverged: r.diverged }));
       return;
     }
-    // The evidence: a dozen points of the ramp.
+    // The evidence: up to a dozen points of the ramp, each once.
     console.log("learning rate   loss (smoothed)   update:data (log10, median)");
-    const picks = 12;
-    for (let j = 0; j < picks; j++) {
-      const q = r.ratios[Math.round((j * (r.ratios.length - 1)) / (picks - 1))];
-      if (!q) break;
+    const picks = Math.min(12, r.ratios.length);
+    const rows = new Set(
+      Array.from(
+        { length: picks },
+        (_, j) => Math.round((j * (r.ratios.length - 1)) / Math.max(picks - 1, 1)),
+      ),
+    );
+    for (const row of rows) {
+      const q = r.ratios[row];
       const i = r.lrs.indexOf(q.lr);
       console.log(
         `${q.lr.toExponential(2).padStart(13)}   ${r.smoothed[i].toFixed(4).padStart(15)}   ${
@@ -153,7 +158,11 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
       `lowest smoothed loss ${r.best.loss.toFixed(4)} at lr ${r.best.lr.toPrecision(3)}` +
         (r.diverged !== null ? `; diverged at lr ${r.lrs[r.diverged].toPrecision(3)}` : ""),
     );
-    console.log(`suggested learning rate: ${r.suggestion.lr.toPrecision(2)} (${r.suggestion.why})`);
+    console.log(
+      r.suggestion.lr === null
+        ? `no suggestion: ${r.suggestion.why}`
+        : `suggested learning rate: ${r.suggestion.lr.toPrecision(2)} (${r.suggestion.why})`,
+    );
     console.log(
       `wrote ${values.out}/lr-find.json, ${
         [...figures.keys()].map((f) => `${values.out}/${f}.png`).join(", ")
