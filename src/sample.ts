@@ -66,7 +66,9 @@ export function* generateNames(
       const logits = model.logits(ctx, "eval");
       for (let b = 0; b < count; b++) {
         if (done[b]) continue;
-        const row = logits.subarray(b * V, (b + 1) * V);
+        const row = logits.slice(b * V, (b + 1) * V);
+        // A name is never empty: its first character may not be the end token.
+        if (out[b].length === 0) row[0] = -Infinity;
         const id = draw(row, probs, temperature, topK, rngs[b]);
         if (id === 0) done[b] = 1;
         else push(b, id);

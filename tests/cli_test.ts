@@ -106,9 +106,23 @@ testWith(NEEDS, "cli train: a checkpoint, run.json and log.jsonl that sample rea
     assert(prefixed.stdout.trim().split("\n").every((n) => n.startsWith("ma")), prefixed.stdout);
     // Many names come in batches, the first of them the same as when fewer are asked for.
     const many = await sample("--out", `${dir}/run`, "--count", "2500");
-    assertEquals(many.stdout.split("\n").length, 2501, "2500 lines (a name may be empty)");
+    assertEquals(many.stdout.split("\n").length, 2501, "2500 lines");
+    // A name is never empty, even where the end token is likely first (a high temperature).
+    const hot = await sample("--out", `${dir}/run`, "--count", "2000", "--temperature", "3");
+    assert(hot.stdout.trimEnd().split("\n").every((n) => n.length > 0), "no empty name");
+    assert(many.stdout.trimEnd().split("\n").every((n) => n.length > 0), "no empty name");
     const few = await sample("--out", `${dir}/run`, "--count", "20");
     assert(many.stdout.startsWith(few.stdout), "batches continue one stream");
+    // A reader that stops early (`| head`): the rest is not written, and no error is printed.
+    const child = cliCommand("sample.ts", ["--out", `${dir}/run`, "--count", "100000"], {
+      permissions: ["--allow-read"],
+    }).spawn();
+    const reader = child.stdout.getReader();
+    await reader.read();
+    await reader.cancel();
+    const status = await child.status;
+    const stderr = await new Response(child.stderr).text();
+    assertEquals([status.code, stderr], [0, ""]);
   });
 });
 
@@ -421,3 +435,44 @@ testWith(NEEDS, "cli: --help is generated from the flag tables, for every comman
     assert(r.stdout.startsWith("Usage: ") || r.stdout.includes("\nUsage: deno task"), tool);
   }
 });
+
+testWith(
+  [...NEEDS, "net"],
+  "cli lab: a bad address is one line; SIGTERM stops it and removes its temporary site",
+  async () => {
+    const tmp = await Deno.makeTempDir({ prefix: "makemore-labtmp-" });
+    const permissions = [
+      "--allow-read",
+      "--allow-write",
+      "--allow-run",
+      "--allow-env",
+      "--allow-net",
+    ];
+    try {
+      assertOneLineError(
+        await runCli("lab.ts", ["--host", "999.1.1.1", "--port", "0"], {
+          permissions,
+          env: { TMPDIR: tmp },
+        }),
+        /cannot listen on 999\.1\.1\.1:0: /,
+      );
+      const child = cliCommand("lab.ts", ["--port", "0"], { permissions, env: { TMPDIR: tmp } })
+        .spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      while (!seen.includes("the lab is at")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the lab ended before it served:\n${seen}`);
+        seen += value;
+      }
+      assertEquals((await Array.fromAsync(Deno.readDir(tmp))).length, 1, "its site, while it runs");
+      child.kill("SIGTERM");
+      while (!(await reader.read()).done) { /* drain */ }
+      await child.status;
+      await child.stderr.cancel();
+      assertEquals(await Array.fromAsync(Deno.readDir(tmp)), [], "nothing left behind");
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+);

@@ -110,21 +110,29 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
     return;
   }
   const dir = await Deno.makeTempDir({ prefix: "makemore-lab-" });
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  const stop = () => server?.shutdown();
+  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   try {
     await buildLab(dir);
-    const server = serveLab(dir, {
-      hostname: values.host,
-      port: values.port,
-      onListen: (url) => console.log(`the lab is at ${url} (Ctrl-C stops it)`),
-    });
-    Deno.addSignalListener("SIGINT", () => server.shutdown());
-    await server.finished;
-  } catch (e) {
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new UserError(`port ${values.port} is in use: choose another with --port`);
+    try {
+      server = serveLab(dir, {
+        hostname: values.host,
+        port: values.port,
+        onListen: (url) => console.log(`the lab is at ${url} (Ctrl-C stops it)`),
+      });
+    } catch (e) {
+      if (e instanceof Deno.errors.AddrInUse) {
+        throw new UserError(`port ${values.port} is in use: choose another with --port`);
+      }
+      const why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      throw new UserError(`cannot listen on ${values.host}:${values.port}: ${why}`);
     }
-    throw e;
+    // Every stop removes the site's temporary folder (the finally below).
+    for (const s of signals) Deno.addSignalListener(s, stop);
+    await server.finished;
   } finally {
+    for (const s of signals) Deno.removeSignalListener(s, stop);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }

@@ -99,7 +99,14 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
     const lines = batch.map((name) =>
       !train ? name : name.padEnd(width) + (train.has(name) ? "(in the training set)" : "(new)")
     );
-    await Deno.stdout.write(enc.encode(lines.join("\n") + "\n"));
+    let bytes = enc.encode(lines.join("\n") + "\n");
+    try {
+      while (bytes.length) bytes = bytes.subarray(await Deno.stdout.write(bytes));
+    } catch (e) {
+      // The reader has gone (`| head`): what it wanted is written; stop quietly.
+      if (e instanceof Deno.errors.BrokenPipe) return;
+      throw e;
+    }
   }
 }
 
