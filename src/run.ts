@@ -6,7 +6,6 @@
  */
 
 import { type Backend, type BackendKind, type KernelChoice, openBackend } from "./backend.ts";
-import type { Checkpoint } from "./checkpoint.ts";
 import { type Dataset, makeDataset, parseWords, sha256Hex, Vocab } from "./data.ts";
 import { UserError } from "./errors.ts";
 import { absolutePath, readUserFile } from "./files.ts";
