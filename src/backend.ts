@@ -64,9 +64,13 @@ export interface Backend {
   /**
    * Running BatchNorm statistics := the exact statistics over the examples; resolves to the
    * mean loss over them with the new statistics. If `signal` aborts, it stops between passes
-   * (NaN, the statistics partly set).
+   * (NaN, the statistics partly set). `progress` hears how far it is, from 0 to 1.
    */
-  calibrate(ex: Examples, signal?: AbortSignal): Promise<number>;
+  calibrate(
+    ex: Examples,
+    signal?: AbortSignal,
+    progress?: (fraction: number) => void,
+  ): Promise<number>;
   /** Resolves, with the reason, if the device is lost (not when destroy() ends it). */
   readonly lost?: Promise<string>;
   destroy(): void;

@@ -357,7 +357,11 @@ export function styled(spec: TopLevelSpec): TopLevelSpec {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     background: "white",
     padding: 12,
-    config: { font: FONT, axis: { labelFontSize: 11, titleFontSize: 12 } },
+    // labelOverlap: labels that would run into each other ("100120") are thinned out.
+    config: {
+      font: FONT,
+      axis: { labelFontSize: 11, titleFontSize: 12, labelOverlap: "greedy", labelFlush: true },
+    },
     ...spec,
   } as TopLevelSpec;
 }

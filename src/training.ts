@@ -80,6 +80,8 @@ export interface Progress {
 export interface Reporter {
   progress(p: Progress): void | Promise<void>;
   note(text: string): void;
+  /** How far the BatchNorm calibration after training is, from 0 to 1. */
+  finishing?(fraction: number): void;
 }
 
 export interface Losses {
@@ -361,7 +363,7 @@ export class Trainer {
     if (schedule.calibrate && !this.#calibrated) {
       // Calibrating the training split evaluates it on the way (src/gpu/passes.ts).
       reporter.note("calibrating BatchNorm statistics over the training split");
-      train = await backend.calibrate(ex.train, signal);
+      train = await backend.calibrate(ex.train, signal, (f) => reporter.finishing?.(f));
       if (signal?.aborted) return null;
       this.#calibrated = true;
     } else train = await backend.evaluate(ex.train);

@@ -10,7 +10,7 @@ const LAYERS: [string, RegExp][] = [
   // Kernels and data: what everything else is made of.
   [
     "kernels and data",
-    /^(errors|rng|data|batches|model|schedule|checkpoint|diagnostics|cpu\/(linear|batchnorm|tanh|embedding|cross_entropy|sgd|types)|gpu\/(abi|accuracy|shaders|kernels|family|software|gpu|plan|layout|readback|resources|device))\.ts$/,
+    /^(errors|rng|data|batches|model|schedule|checkpoint|diagnostics|format|settings|cpu\/(linear|batchnorm|tanh|embedding|cross_entropy|sgd|types)|gpu\/(abi|accuracy|shaders|kernels|family|software|gpu|plan|layout|readback|resources|device))\.ts$/,
   ],
   // Models on a backend, and what only needs a model.
   [
@@ -20,7 +20,7 @@ const LAYERS: [string, RegExp][] = [
   // Training: the portable loop, and around it the run directory and figures.
   [
     "run",
-    /^(training|figures|run|run_dir|files|plots|batch_runs|sweep|experiments|lr_find|lab\/.*)\.ts$/,
+    /^(training|figures|run|run_dir|run_setup|files|plots|batch_runs|sweep|experiments|lr_find|lab\/.*)\.ts$/,
   ],
   ["commands", /^cli\/.*\.ts$/],
 ];

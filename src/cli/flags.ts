@@ -5,6 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseNumber } from "../settings.ts";
 
 /** A bad flag or flag value: one line on stderr, exit code 2 (src/cli/common.ts). */
 export class UsageError extends Error {}
@@ -73,35 +74,15 @@ export interface Command<G extends FlagGroups> {
   ): { values: Values<G> & { readonly help?: boolean }; positionals: string[] };
 }
 
-function range(name: string, v: number, f: { min?: number; max?: number }): number {
-  if (f.min !== undefined && v < f.min) {
-    throw new UsageError(`--${name} must be at least ${f.min}, got ${v}`);
-  }
-  if (f.max !== undefined && v > f.max) {
-    throw new UsageError(`--${name} must be at most ${f.max}, got ${v}`);
-  }
-  return v;
-}
-
 /** One flag's value from its text. */
 export function parseValue(name: string, f: Flag, raw: string): number | string {
   const text = raw.trim();
   switch (f.kind) {
-    case "int": {
-      const v = Number(text);
-      if (text === "" || !Number.isInteger(v)) {
-        throw new UsageError(`--${name} must be a whole number, got '${raw}'`);
-      }
-      return range(name, v, f);
-    }
+    case "int":
     case "float": {
-      // A ratio as --help shows some defaults ("5/3"), or a number.
-      const ratio = /^([^/]+)\/([^/]+)$/.exec(text);
-      const v = ratio ? Number(ratio[1]) / Number(ratio[2]) : Number(text);
-      if (text === "" || !Number.isFinite(v)) {
-        throw new UsageError(`--${name} must be a number (or a ratio such as 5/3), got '${raw}'`);
-      }
-      return range(name, v, f);
+      const v = parseNumber(f, raw);
+      if (typeof v !== "number") throw new UsageError(`--${name} ${v.error}`);
+      return v;
     }
     case "choice":
       if (!f.choices.includes(text)) {

@@ -5,6 +5,7 @@ import { UserError } from "../errors.ts";
 import { loadCheckpoint, readUserFile } from "../files.ts";
 import { CHECKPOINT_FILE } from "../run_dir.ts";
 import { generateNames } from "../sample.ts";
+import { RULES } from "../settings.ts";
 import { runCommand } from "./common.ts";
 import { defineCommand, type Values } from "./flags.ts";
 
@@ -21,33 +22,26 @@ const command = defineCommand({
       },
       checkpoint: { kind: "string", arg: "FILE", help: "load this checkpoint instead" },
       count: {
-        kind: "int",
         arg: "N",
-        min: 1,
-        max: 1_000_000,
+        ...RULES.sampleCount,
         help: "names to generate",
         default: 20,
       },
       seed: {
-        kind: "int",
         arg: "N",
-        min: 0,
-        max: 0xffffffff,
+        ...RULES.seed,
         help: "the same seed gives the same names",
         default: 42,
       },
       temperature: {
-        kind: "float",
         arg: "X",
-        min: 1e-3,
-        max: 100,
+        ...RULES.temperature,
         help: "divide the logits by X: < 1 safer, > 1 wilder",
         default: 1,
       },
       "top-k": {
-        kind: "int",
         arg: "N",
-        min: 0,
+        ...RULES.topK,
         help: "sample among the N most likely characters only; 0: all",
         default: 0,
       },

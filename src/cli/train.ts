@@ -1,5 +1,6 @@
 /** `deno task train`: trains a model on a names file; see --help. */
 
+import { duration } from "../format.ts";
 import { plotRun } from "../plots.ts";
 import { run, type RunReporter } from "../run.ts";
 import type { Progress } from "../training.ts";
@@ -16,19 +17,6 @@ const command = defineCommand({
 --resume continues it with exactly the losses an uninterrupted run would have had. A second
 Ctrl-C quits at once, keeping the last checkpoint.`,
 });
-
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "?";
-  if (seconds < 10) return `${seconds.toFixed(1)}s`;
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h
-    ? `${h}h${String(m).padStart(2, "0")}m`
-    : m
-    ? `${m}m${String(s % 60).padStart(2, "0")}s`
-    : `${s}s`;
-}
 
 /**
  * A hook for tests that stop a run with a signal: with MAKEMORE_HOLD_AT_STEP=N in the environment

@@ -6,7 +6,8 @@
 
 import { KERNEL_CHOICES } from "../backend.ts";
 import { exists, loadCheckpoint } from "../files.ts";
-import { LIMITS, type ModelConfig, type PresetName, PRESETS, type TrainConfig } from "../model.ts";
+import { type ModelConfig, type PresetName, PRESETS, type TrainConfig } from "../model.ts";
+import { RULES } from "../settings.ts";
 import type { RunOptions } from "../run.ts";
 import { DEFAULT_SCHEDULE } from "../schedule.ts";
 import { CHECKPOINT_FILE, DIAGNOSTICS_FILE, LOG_FILE, RUN_FILE } from "../run_dir.ts";
@@ -40,30 +41,26 @@ export const TRAIN_FLAGS = {
       shown: "seed",
     },
     "block-size": {
-      kind: "int",
       arg: "N",
-      ...LIMITS.blockSize,
+      ...RULES.blockSize,
       help: "characters of context",
       shown: `${seed.model.blockSize}`,
     },
     embd: {
-      kind: "int",
       arg: "N",
-      ...LIMITS.nEmbd,
+      ...RULES.nEmbd,
       help: "embedding dimensions per character",
       shown: `${seed.model.nEmbd}`,
     },
     hidden: {
-      kind: "int",
       arg: "N",
-      ...LIMITS.nHidden,
+      ...RULES.nHidden,
       help: "units per hidden block",
       shown: `${seed.model.nHidden}`,
     },
     layers: {
-      kind: "int",
       arg: "N",
-      ...LIMITS.nLayers,
+      ...RULES.nLayers,
       help: "hidden blocks, each Linear -> BatchNorm1d -> tanh",
       shown: `seed: ${seed.model.nLayers}, lecture: ${PRESETS.lecture.model.nLayers}`,
     },
@@ -109,45 +106,38 @@ export const TRAIN_FLAGS = {
   },
   "Training (defaults from --preset)": {
     steps: {
-      kind: "int",
       arg: "N",
-      ...LIMITS.steps,
+      ...RULES.steps,
       help: "SGD steps",
       shown: `${seed.train.steps}`,
     },
     "batch-size": {
-      kind: "int",
       arg: "N",
-      ...LIMITS.batchSize,
+      ...RULES.batchSize,
       help: "examples per step",
       shown: `${seed.train.batchSize}`,
     },
     lr: {
-      kind: "float",
       arg: "X",
-      min: Number.MIN_VALUE,
+      ...RULES.lr,
       help: "learning rate",
       shown: `${seed.train.lr}`,
     },
     "lr-final": {
-      kind: "float",
       arg: "X",
-      min: 0,
+      ...RULES.lrFinal,
       help: "learning rate from --decay-at on",
       shown: `${seed.train.lrFinal}`,
     },
     "decay-at": {
-      kind: "int",
       arg: "N",
-      min: 0,
+      ...RULES.decayAt,
       help: "step of the learning-rate decay",
       shown: `seed: ${seed.train.decayAt}, lecture: ${PRESETS.lecture.train.decayAt}`,
     },
     seed: {
-      kind: "int",
       arg: "N",
-      min: 0,
-      max: 0xffffffff,
+      ...RULES.seed,
       help: "seeds the split, the initialization and the batches",
       shown: "42",
     },

@@ -50,8 +50,8 @@ class GpuBackend implements Backend {
   evaluate(ex: Examples) {
     return this.model.evaluate(ex);
   }
-  calibrate(ex: Examples, signal?: AbortSignal) {
-    return this.model.calibrate(ex, signal);
+  calibrate(ex: Examples, signal?: AbortSignal, progress?: (fraction: number) => void) {
+    return this.model.calibrate(ex, signal, progress);
   }
   destroy() {
     this.#destroyed = true;

@@ -311,8 +311,12 @@ export class GpuModel {
    * examples, layer by layer, as makemore does after training; resolves to the mean loss over
    * them with the new statistics (NaN if `signal` stopped it).
    */
-  calibrate(ex: Examples, signal?: AbortSignal): Promise<number> {
-    return calibrate(this.#passContext(), ex, signal);
+  calibrate(
+    ex: Examples,
+    signal?: AbortSignal,
+    progress?: (fraction: number) => void,
+  ): Promise<number> {
+    return calibrate(this.#passContext(), ex, signal, progress);
   }
 
   /** Uploads parameters and running statistics given in the CPU layout (src/model.ts). */

@@ -183,6 +183,7 @@ export async function calibrate(
   ctx: PassContext,
   ex: Examples,
   signal?: AbortSignal,
+  progress?: (fraction: number) => void,
 ): Promise<number> {
   const { plan, device, res } = ctx;
   const { layers, ops, regions, family } = plan;
@@ -192,6 +193,9 @@ export async function calibrate(
   const rows = family.evalRows(plan, 0, L - 1);
   let store: RowStore | null = null;
   let total = 0;
+  // Sweeps of the split: two for a layer with a BatchNorm (A and B below), one without.
+  const sweeps = layers.reduce((a, l) => a + (l.bn ? 2 : 1), 0);
+  let swept = 0;
 
   /**
    * One sweep of layer i over the split: per pass, its input (the embedding, or rows of the
@@ -207,6 +211,7 @@ export async function calibrate(
     const f = ops[i + 1];
     for (const passes of submits(ex.n, rows)) {
       if (signal?.aborted) return false;
+      progress?.((swept + passes[0].first / ex.n) / sweeps);
       upload(ctx, ex, passes);
       const enc = device.createCommandEncoder();
       const partials = passes.map((p, slot) => {
@@ -232,6 +237,7 @@ export async function calibrate(
       if (withLoss) total += await lossOf(ctx, partials);
       await perSubmit(passes);
     }
+    swept++;
     return true;
   };
 

@@ -15,14 +15,16 @@ import { makeDataset, parseWords } from "../data.ts";
 import { describeAdapter, type Gpu, openGpu } from "../gpu/device.ts";
 import { measureTraining } from "../gpu/speed.ts";
 import { checkKernels, compileAll } from "../gpu/selftest.ts";
+import type { Checkpoint } from "../checkpoint.ts";
+import { duration } from "../format.ts";
 import { type PresetName, PRESETS } from "../model.ts";
+import { type NumberRule, parseNumber, RULES } from "../settings.ts";
 import type { Progress } from "../training.ts";
 import { BROWSER_MESSAGES, type Phase, Session, type Settings } from "./session.ts";
 import "./hooks.ts";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const input = (id: string) => $<HTMLInputElement>(id);
-const num = (id: string) => Number(input(id).value);
 
 /** The one-line message bar: errors in red, notes plain. */
 function say(text: string, kind: "error" | "note" = "error"): void {
@@ -47,38 +49,84 @@ function act(fn: () => Promise<void> | void): () => void {
 const MODEL_FIELDS = ["blockSize", "nEmbd", "nHidden", "nLayers"] as const;
 const TRAIN_FIELDS = ["steps", "batchSize", "lr", "lrFinal", "decayAt"] as const;
 
+/** The rule of every number field, the command line's (src/settings.ts). */
+const FIELD_RULES: Readonly<Record<string, NumberRule>> = {
+  blockSize: RULES.blockSize,
+  nEmbd: RULES.nEmbd,
+  nHidden: RULES.nHidden,
+  nLayers: RULES.nLayers,
+  steps: RULES.steps,
+  batchSize: RULES.batchSize,
+  lr: RULES.lr,
+  lrFinal: RULES.lrFinal,
+  decayAt: RULES.decayAt,
+  seed: RULES.seed,
+  // The page lists the names it samples: a thousand at most, where the command line prints more.
+  count: { ...RULES.sampleCount, max: 1000 },
+  temperature: RULES.temperature,
+  topK: RULES.topK,
+  sampleSeed: RULES.seed,
+};
+
+const labelOf = (id: string) => (input(id).parentElement!.firstChild?.textContent ?? id).trim();
+
+/** Marks a field wrong, in place, with what is wrong; or clears the mark. */
+function markField(id: string, error: string | null): void {
+  const label = input(id).parentElement!;
+  label.classList.toggle("invalid", error !== null);
+  let note = label.nextElementSibling as HTMLElement | null;
+  if (!note?.classList.contains("field-error")) {
+    if (error === null) return;
+    note = document.createElement("p");
+    note.className = "field-error";
+    label.after(note);
+  }
+  if (error === null) note.remove();
+  else note.textContent = error;
+}
+
+/**
+ * The numbers in fields `ids`, each checked by its rule: every wrong field is marked in place,
+ * and the first one's message is the error thrown.
+ */
+function readFields<K extends string>(ids: readonly K[]): Record<K, number> {
+  const out = {} as Record<K, number>;
+  let first: string | null = null;
+  for (const id of ids) {
+    const el = input(id);
+    // A number field the browser cannot read (letters) has the value "".
+    const v = el.validity.badInput
+      ? { error: "must be a number" }
+      : parseNumber(FIELD_RULES[id], el.value);
+    const error = typeof v === "number" ? null : `${labelOf(id)} ${v.error}`;
+    markField(id, error);
+    if (typeof v === "number") out[id] = v;
+    first ??= error;
+  }
+  if (first) throw new UserError(first);
+  return out;
+}
+
 function fillPreset(name: PresetName): void {
   const p = PRESETS[name];
   for (const f of MODEL_FIELDS) input(f).value = String(p.model[f]);
   for (const f of TRAIN_FIELDS) input(f).value = String(p.train[f]);
 }
 
+/** The form's fields, from a checkpoint: what "Continue training it" runs with. */
+function fillFromCheckpoint(ck: Checkpoint): void {
+  for (const f of MODEL_FIELDS) input(f).value = String(ck.config[f]);
+  for (const f of TRAIN_FIELDS) input(f).value = String(ck.state.train[f]);
+  input("seed").value = String(ck.state.seed);
+}
+
 function settings(): Settings {
   const preset = PRESETS[$<HTMLSelectElement>("preset").value as PresetName];
-  const ints = [...MODEL_FIELDS, "steps", "batchSize", "decayAt", "seed"];
-  for (const f of ints) {
-    const v = num(f);
-    const el = input(f);
-    const [min, max] = [Number(el.min || -Infinity), Number(el.max || Infinity)];
-    if (!Number.isInteger(v) || v < min || v > max) {
-      throw new UserError(
-        `${el.parentElement!.textContent!.trim()}: a whole number from ${min}` +
-          (Number.isFinite(max) ? ` to ${max}` : ""),
-      );
-    }
-  }
-  for (const f of ["lr", "lrFinal"]) {
-    if (!(num(f) >= 0) || (f === "lr" && !(num(f) > 0))) {
-      throw new UserError(`${f}: a positive number`);
-    }
-  }
+  const v = readFields([...MODEL_FIELDS, ...TRAIN_FIELDS, "seed"]);
   return {
-    model: {
-      ...preset.model,
-      ...Object.fromEntries(MODEL_FIELDS.map((f) => [f, num(f)])),
-    } as Settings["model"],
-    train: Object.fromEntries(TRAIN_FIELDS.map((f) => [f, num(f)])) as unknown as Settings["train"],
-    seed: num("seed"),
+    model: { ...preset.model, ...Object.fromEntries(MODEL_FIELDS.map((f) => [f, v[f]])) },
+    train: Object.fromEntries(TRAIN_FIELDS.map((f) => [f, v[f]])) as unknown as Settings["train"],
+    seed: v.seed,
   };
 }
 
@@ -114,7 +162,12 @@ async function drawOnce(): Promise<void> {
   const entries = session.sinks.entries.length;
   const diagnostics = session.trainer?.diagnostics ?? null;
   const snapshots = diagnostics?.snapshots.length ?? 0;
-  const specs = figureSpecs(session.sinks.entries.slice(), diagnostics);
+  // A finished run's final val loss (after the calibration) ends its val curve.
+  const done = session.finished;
+  const log = done && session.trainer
+    ? [...session.sinks.entries, { step: session.trainer.step, val: done.losses.val }]
+    : session.sinks.entries.slice();
+  const specs = figureSpecs(log, diagnostics);
   const charts = $("charts");
   $("charts-empty").hidden = specs.size > 0;
   for (
@@ -141,23 +194,44 @@ async function drawOnce(): Promise<void> {
   }
 }
 
+let slowHinted = false;
+
 function showProgress(p: Progress): void {
   const bar = $<HTMLProgressElement>("bar");
   bar.max = p.steps;
   bar.value = p.step;
   const val = p.valLoss !== undefined ? `  val ${p.valLoss.toFixed(4)}` : "";
+  const eta = Number.isFinite(p.etaSeconds) ? `  ETA ${duration(p.etaSeconds)}` : "";
   $("progress").textContent = `step ${p.step} / ${p.steps}  loss ${p.loss.toFixed(4)}${val}  ` +
-    `${p.stepsPerSecond.toFixed(0)} steps/s`;
+    `${p.stepsPerSecond.toFixed(0)} steps/s${eta}`;
+  // Hours of training on a CPU adapter deserve a word before the user waits them out.
+  const software = /software fallback/.test(session.backend?.adapter ?? "");
+  if (!slowHinted && software && p.etaSeconds > 600) {
+    slowHinted = true;
+    say(
+      `about ${duration(p.etaSeconds)} to go: this adapter runs WebGPU on the CPU. Fewer ` +
+        "steps, the lecture preset, or a browser with a GPU would be faster.",
+      "note",
+    );
+  }
   drawFigures();
+}
+
+function showFinishing(fraction: number): void {
+  const bar = $<HTMLProgressElement>("bar");
+  bar.max = 1;
+  bar.value = fraction;
+  $("progress").textContent = `calibrating BatchNorm statistics over the training split: ` +
+    `${(100 * fraction).toFixed(0)}%`;
 }
 
 function updateButtons(): void {
   const phase: Phase = session.phase;
-  const busy = phase === "training";
+  const busy = session.busy;
   $<HTMLButtonElement>("start").disabled = busy || !session.data;
-  $<HTMLButtonElement>("pause").disabled = !busy;
+  $<HTMLButtonElement>("pause").disabled = phase !== "training";
   $<HTMLButtonElement>("resume").disabled = phase !== "paused";
-  $<HTMLButtonElement>("reset").disabled = phase === "idle";
+  $<HTMLButtonElement>("reset").disabled = phase === "idle" && !session.trainer;
   $<HTMLButtonElement>("download").disabled = !session.sinks.checkpoint && !session.loaded;
   $<HTMLButtonElement>("continue").disabled = busy || !session.loaded;
   for (const id of ["model-settings", "train-settings"]) {
@@ -167,15 +241,19 @@ function updateButtons(): void {
 
 const session = new Session({
   progress: showProgress,
+  finishing: showFinishing,
   note: (text) => say(text, "note"),
   phase(phase, error) {
     if (error) say(error);
     if (phase === "idle" && !error) $("progress").textContent = "not started";
+    if (phase === "starting") slowHinted = false;
     const done = session.finished;
     if (phase === "finished" && done) {
       const l = done.losses;
       $("progress").textContent = `finished ${session.trainer?.step} steps: loss train ` +
         `${l.train.toFixed(4)}, val ${l.val.toFixed(4)}, test ${l.test.toFixed(4)}`;
+      // What was said while it finished (the calibration) is over.
+      if ($("message").className === "note") clear();
     }
     if (session.backend) $("adapter").textContent = `WebGPU: ${session.backend.adapter}`;
     updateButtons();
@@ -191,7 +269,13 @@ async function useData(bytes: Uint8Array, name: string, bundled = false): Promis
 }
 
 async function useFile(file: File): Promise<void> {
-  await useData(new Uint8Array(await file.arrayBuffer()), file.name);
+  try {
+    await useData(new Uint8Array(await file.arrayBuffer()), file.name);
+  } catch (e) {
+    // The picker must not show a file that is not the data in use.
+    input("data-file").value = "";
+    throw e;
+  }
 }
 
 function download(bytes: Uint8Array, name: string): void {
@@ -250,23 +334,44 @@ function wire(): void {
   $("resume").addEventListener("click", act(() => session.resume()));
   $("reset").addEventListener(
     "click",
-    act(() => {
-      session.reset();
+    act(async () => {
+      const done = session.reset();
       for (const f of $("charts").querySelectorAll("figure")) f.remove();
       $("charts-empty").hidden = false;
       $<HTMLProgressElement>("bar").value = 0;
+      await done;
     }),
   );
-  $("continue").addEventListener("click", act(() => session.start(settings(), true)));
+  $("continue").addEventListener(
+    "click",
+    act(() => {
+      const run = session.start(settings(), true);
+      say(
+        "continuing the checkpoint's run: its model and training settings (in the form), to the " +
+          "number of steps the form asks for",
+        "note",
+      );
+      return run;
+    }),
+  );
+  for (const id of Object.keys(FIELD_RULES)) {
+    const rule = FIELD_RULES[id];
+    const el = input(id);
+    if (rule.min !== undefined) el.min = String(rule.min);
+    if (rule.max !== undefined) el.max = String(rule.max);
+    el.step = rule.kind === "int" ? "1" : "any";
+    el.addEventListener("input", () => markField(id, null));
+  }
 
   $("sample").addEventListener(
     "click",
     act(async () => {
+      const v = readFields(["count", "sampleSeed", "temperature", "topK"] as const);
       const list = await session.sample({
-        count: Math.min(Math.max(num("count"), 1), 1000),
-        seed: num("sampleSeed"),
-        temperature: Math.max(num("temperature"), 1e-3),
-        topK: Math.max(num("topK"), 0),
+        count: v.count,
+        seed: v.sampleSeed,
+        temperature: v.temperature,
+        topK: v.topK,
         prefix: input("prefix").value,
       });
       const ol = $("samples");
@@ -290,9 +395,14 @@ function wire(): void {
     act(async () => {
       const file = input("ck-file").files?.[0];
       if (!file) return;
-      session.loaded = null;
-      updateButtons();
-      const ck = session.loadCheckpoint(new Uint8Array(await file.arrayBuffer()), file.name);
+      let ck: Checkpoint;
+      try {
+        ck = session.loadCheckpoint(new Uint8Array(await file.arrayBuffer()), file.name);
+      } catch (e) {
+        input("ck-file").value = "";
+        throw e;
+      }
+      fillFromCheckpoint(ck);
       const c = ck.config;
       $("ck-info").textContent = `${file.name}: ${c.nLayers} x ${c.nHidden} hidden, context ` +
         `${c.blockSize}, trained ${ck.state.step} steps on ${ck.state.data.path}`;

@@ -2,7 +2,14 @@
  * The lab's training session, without the page: the data, a backend on the user's GPU, the
  * portable trainer (src/training.ts) with in-memory sinks, and the verbs the page's buttons
  * call (start, pause, resume, reset, sample, save and load a checkpoint). The page
- * (src/lab/main.ts) renders what it reports; the browser tests drive it through the page.
+ * (src/lab/main.ts) renders what it reports; tests/session_test.ts drives the verbs in Deno with
+ * a backend of its own, tests/browser_test.ts through the page.
+ *
+ * Every verb is safe against re-entry and any order of clicks. The phase changes at once,
+ * before a verb awaits anything ("starting" the moment Train is pressed), so a second click sees
+ * it; the verbs that touch the backend run one at a time (`#serial`); a run that Reset or a new
+ * run replaced is waited for before its backend is destroyed, and whatever it reports after
+ * that (an error, a phase) is dropped (`#generation`), so nothing stale reaches the page.
  */
 
 import { type Backend, type BackendOptions, openBackend } from "../backend.ts";
@@ -12,6 +19,7 @@ import { emptyDiagnostics } from "../diagnostics.ts";
 import { UserError } from "../errors.ts";
 import { initModel, type ModelConfig, type TrainConfig } from "../model.ts";
 import { Rng } from "../rng.ts";
+import { checkResume } from "../run_setup.ts";
 import { generateNames } from "../sample.ts";
 import { DEFAULT_SCHEDULE, type Schedule } from "../schedule.ts";
 import {
@@ -47,7 +55,11 @@ export const BROWSER_MESSAGES: NonNullable<BackendOptions["messages"]> = {
     "missing (chrome://gpu says which); --enable-unsafe-webgpu lifts the blocklist",
 };
 
-export type Phase = "idle" | "training" | "paused" | "finished";
+/**
+ * "starting": Train (or Continue) was pressed and the backend is being opened; "stopping": Pause
+ * was pressed and the current chunk is ending.
+ */
+export type Phase = "idle" | "starting" | "training" | "stopping" | "paused" | "finished";
 
 export interface Data {
   readonly name: string;
@@ -61,7 +73,23 @@ export interface SessionEvents {
   note(text: string): void;
   /** The phase changed (or an error ended the run: `error` is its one-line message). */
   phase(phase: Phase, error?: string): void;
+  /** The calibration after training, from 0 to 1. */
+  finishing?(fraction: number): void;
 }
+
+/** A run's settings, checked (Session's #prepare). */
+interface Prepared {
+  readonly ck: Checkpoint | null;
+  readonly seed: number;
+  readonly dataset: Dataset;
+  readonly config: ModelConfig;
+  readonly train: TrainConfig;
+  readonly warnings: string[];
+  readonly data: Data;
+}
+
+/** Opens the backend of a run (the page's: WebGPU with the browser's messages). */
+export type OpenBackend = (opts: BackendOptions) => Promise<Backend>;
 
 export class Session {
   phase: Phase = "idle";
@@ -74,64 +102,128 @@ export class Session {
   sinks = new MemorySinks();
   /** A checkpoint loaded from a file, to sample from or to continue. */
   loaded: Checkpoint | null = null;
+  /** Which model Sample and Download use: the run's, or the checkpoint loaded after it. */
+  current: "run" | "loaded" = "run";
   /** The result of the last run that finished. */
   finished: Finished | null = null;
   #stop: AbortController | null = null;
+  /** The training loop in progress, if any. */
+  #running: Promise<void> | null = null;
+  /** Bumped by every new run and reset: what an older run reports after that is dropped. */
+  #generation = 0;
+  #queue: Promise<unknown> = Promise.resolve();
   readonly #events: SessionEvents;
+  readonly #open: OpenBackend;
 
-  constructor(events: SessionEvents) {
+  constructor(events: SessionEvents, open?: OpenBackend) {
     this.#events = events;
+    this.#open = open ?? ((o) => openBackend({ ...o, messages: BROWSER_MESSAGES }));
+  }
+
+  /** Runs the verbs that touch the backend one at a time, in the order they were called. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(fn, fn);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  /** Resolves when every verb called so far is done (a reset's release of its run, say). */
+  settled(): Promise<void> {
+    return this.#queue.then(() => {});
+  }
+
+  get busy(): boolean {
+    return this.phase === "starting" || this.phase === "training" || this.phase === "stopping";
   }
 
   /** Parses a data file with the CLI's rules; a UserError carries the CLI's message. */
   async setData(bytes: Uint8Array, name: string): Promise<Data> {
+    if (this.busy) throw new UserError("pause or reset the run before changing the data");
     const words = parseWords(bytes, name);
-    this.data = { name, words, sha256: await sha256Hex(bytes) };
-    return this.data;
+    const data = { name, words, sha256: await sha256Hex(bytes) };
+    if (this.busy) throw new UserError("pause or reset the run before changing the data");
+    this.data = data;
+    return data;
   }
 
-  /** Loads a checkpoint file (refused with one line if it is corrupt). */
+  /**
+   * Loads a checkpoint file (refused with one line if it is corrupt, or while a run trains): from
+   * then on Sample and Download use it, until a run starts.
+   */
   loadCheckpoint(bytes: Uint8Array, name: string): Checkpoint {
+    if (this.busy) throw new UserError("pause or reset the run before loading a checkpoint");
     this.loaded = decodeCheckpoint(bytes, name);
+    this.current = "loaded";
     return this.loaded;
   }
 
-  /** Starts training from scratch, or from the loaded checkpoint if `resume`. */
-  async start(settings: Settings, resume = false): Promise<void> {
-    if (this.phase === "training") throw new UserError("already training");
-    if (!this.data) throw new UserError("no data loaded");
-    this.reset();
+  /**
+   * Starts training from scratch, or from the loaded checkpoint if `resume` (with the CLI's
+   * resume policy: the checkpoint's data, model, seed and training, src/run_setup.ts; the
+   * checkpoint's settings fill what the form does not show).
+   */
+  start(settings: Settings, resume = false): Promise<void> {
+    if (this.busy) return Promise.reject(new UserError("already training: pause or reset first"));
+    const before = this.phase;
+    const generation = ++this.#generation;
+    this.#setPhase("starting");
+    return this.#serial(async () => {
+      if (generation !== this.#generation) return; // a Reset came after it
+      let run: Prepared;
+      try {
+        run = this.#prepare(settings, resume);
+      } catch (e) {
+        this.#setPhase(before); // the run there was, if any, is as it was
+        throw e;
+      }
+      await this.#release();
+      try {
+        await this.#setUp(run, generation);
+      } catch (e) {
+        this.#setPhase("idle");
+        throw e;
+      }
+      this.#launch(generation);
+    });
+  }
+
+  /**
+   * A run's settings, checked before anything is touched: the data, the checkpoint to continue
+   * (with the command line's resume policy), the limits of training.
+   */
+  #prepare(settings: Settings, resume: boolean): Prepared {
+    const data = this.data;
+    if (!data) throw new UserError("no data loaded");
     const ck = resume ? this.loaded : null;
     if (resume && !ck) throw new UserError("no checkpoint loaded");
-    if (ck && ck.state.data.sha256 !== this.data.sha256) {
-      throw new UserError(
-        `the checkpoint was trained on other data (${ck.state.data.path}, sha256 ` +
-          `${ck.state.data.sha256.slice(0, 12)}...); load that file first`,
-      );
+    if (ck) {
+      // What the form shows must be the run's own; what it does not show is the checkpoint's.
+      const { vocabSize: _, ...model } = ck.config;
+      checkResume(ck, {
+        model: { ...model, ...settings.model },
+        train: { ...ck.state.train, ...settings.train },
+        seed: settings.seed,
+        dataSha256: data.sha256,
+      }, data.name);
     }
     const seed = ck?.state.seed ?? settings.seed;
-    const model = ck ? ck.config : settings.model;
-    const dataset = makeDataset(this.data.words, model.blockSize, seed);
+    const dataset = makeDataset(data.words, ck?.config.blockSize ?? settings.model.blockSize, seed);
     if (ck && dataset.vocab.chars.join("") !== ck.vocab.join("")) {
       throw new UserError("the checkpoint's vocabulary differs from this data's");
     }
     const config: ModelConfig = ck?.config ?? { ...settings.model, vocabSize: dataset.vocab.size };
     const train: TrainConfig = ck
-      ? { ...ck.state.train, steps: Math.max(settings.train.steps, ck.state.step) }
+      ? { ...ck.state.train, steps: settings.train.steps }
       : settings.train;
-    for (const w of validateTraining(config, train, dataset)) this.#events.note(w);
-    if (ck?.state.calibrated && train.steps > ck.state.step) {
-      this.#events.note(
-        "the checkpoint's BatchNorm statistics were recalibrated after its training; training " +
-          "goes on from them",
-      );
-    }
-    const backend = await openBackend({
-      kind: "webgpu",
-      config,
-      batchSize: train.batchSize,
-      messages: BROWSER_MESSAGES,
-    });
+    const warnings = validateTraining(config, train, dataset);
+    return { ck, seed, dataset, config, train, warnings, data };
+  }
+
+  /** The backend and the trainer of a prepared run. */
+  async #setUp(run: Prepared, generation: number): Promise<void> {
+    const { ck, seed, dataset, config, train, data } = run;
+    for (const w of run.warnings) this.#events.note(w);
+    const backend = await this.#open({ kind: "webgpu", config, batchSize: train.batchSize });
     const init = ck ?? initModel(config, new Rng((seed + 1) >>> 0));
     backend.setParams(init.params, init.buffers);
     this.backend = backend;
@@ -139,43 +231,65 @@ export class Session {
     this.config = config;
     this.settings = { model: config, train, seed };
     this.sinks = new MemorySinks();
+    this.finished = null;
+    this.current = "run";
+    const events = this.#events;
+    const live = () => generation === this.#generation;
     this.trainer = new Trainer({
       config,
       train,
       seed,
       dataset,
-      data: { path: this.data.name, sha256: this.data.sha256 },
+      data: { path: data.name, sha256: data.sha256 },
       backend,
       schedule: ck ? { ...LAB_SCHEDULE, calibrate: ck.state.schedule.calibrate } : LAB_SCHEDULE,
       sinks: this.sinks,
-      reporter: { progress: (p) => this.#events.progress(p), note: (t) => this.#events.note(t) },
+      reporter: {
+        progress: (p) => void (live() && events.progress(p)),
+        note: (t) => void (live() && events.note(t)),
+        finishing: (f) => void (live() && events.finishing?.(f)),
+      },
       resumed: ck ? { state: { ...ck.state, train }, diagnostics: emptyDiagnostics() } : undefined,
     });
-    backend.lost?.then((why) => this.#fail(`the GPU device was lost: ${why}; press Reset`));
-    await this.#run();
+    backend.lost?.then((why) => {
+      if (live()) this.#fail(`the GPU device was lost: ${why}; press Reset`);
+    });
   }
 
-  /** Trains until the end, a pause or an error; then finishes (calibration, losses). */
-  async #run(): Promise<void> {
+  /** Starts the training loop of the current trainer (not awaited: #running). */
+  #launch(generation: number): void {
     const trainer = this.trainer!;
-    this.#stop = new AbortController();
+    const stop = (this.#stop = new AbortController());
+    const live = () => generation === this.#generation;
     this.#setPhase("training");
-    try {
-      await trainer.train(this.#stop.signal);
-      if (this.#stop.signal.aborted) {
-        this.#setPhase("paused");
-        return;
+    this.#running = (async () => {
+      try {
+        await trainer.train(stop.signal);
+        if (stop.signal.aborted) {
+          if (live()) this.#setPhase("paused");
+          return;
+        }
+        const done = await trainer.finish(stop.signal);
+        if (!live()) return;
+        if (!done) {
+          this.#setPhase("paused");
+          return;
+        }
+        this.finished = done;
+        this.#setPhase("finished");
+      } catch (e) {
+        if (live()) this.#fail(e instanceof Error ? e.message : String(e));
       }
-      const done = await trainer.finish(this.#stop.signal);
-      if (!done) {
-        this.#setPhase("paused");
-        return;
-      }
-      this.finished = done;
-      this.#setPhase("finished");
-    } catch (e) {
-      this.#fail(e instanceof Error ? e.message : String(e));
-    }
+    })();
+  }
+
+  /** Ends the current run (if any) and releases its backend, once its last chunk is done. */
+  async #release(): Promise<void> {
+    this.#stop?.abort();
+    await this.#running;
+    this.#running = null;
+    this.backend?.destroy();
+    this.backend = null;
   }
 
   #setPhase(phase: Phase, error?: string): void {
@@ -190,46 +304,62 @@ export class Session {
 
   /** Stops after the current chunk (a checkpoint of the steps done is kept in memory). */
   pause(): void {
+    if (this.phase !== "training") return;
+    this.#setPhase("stopping");
     this.#stop?.abort();
   }
 
-  async resume(): Promise<void> {
-    if (this.phase !== "paused" || !this.trainer) throw new UserError("nothing to resume");
-    await this.#run();
+  /** Goes on with a paused run. */
+  resume(): Promise<void> {
+    if (this.phase !== "paused" || !this.trainer) {
+      return Promise.reject(new UserError("nothing to resume"));
+    }
+    const generation = ++this.#generation;
+    this.#setPhase("starting");
+    return this.#serial(async () => {
+      if (generation !== this.#generation) return; // a Reset came after it
+      await this.#running; // the paused run's loop has ended, but its promise may not have
+      this.#launch(generation);
+    });
   }
 
-  /** Forgets the run and releases the GPU. */
-  reset(): void {
+  /** Forgets the run and releases the GPU (after the chunk in flight, which is dropped). */
+  reset(): Promise<void> {
+    this.#generation++;
     this.#stop?.abort();
-    this.backend?.destroy();
-    this.backend = null;
     this.trainer = null;
     this.finished = null;
     this.sinks = new MemorySinks();
     this.#setPhase("idle");
+    return this.#serial(() => this.#release());
   }
 
-  /** The newest parameters: the backend's (while a run exists), else a loaded checkpoint's. */
-  async #params(): Promise<{ config: ModelConfig; params: Float32Array; buffers: Float32Array }> {
-    if (this.backend && this.config && this.phase !== "training") {
-      return { config: this.config, ...(await this.backend.getParams()) };
-    }
-    const ck = this.sinks.checkpoint ?? this.loaded;
-    if (!ck) throw new UserError("train or load a model first");
-    return ck;
+  /** The model Sample and Download use: a loaded checkpoint, or the run's newest parameters. */
+  #model(): Promise<{ config: ModelConfig; params: Float32Array; buffers: Float32Array }> {
+    return this.#serial(async () => {
+      if (this.current === "loaded" && this.loaded) return this.loaded;
+      if (this.backend && this.config && !this.busy && this.trainer) {
+        return { config: this.config, ...(await this.backend.getParams()) };
+      }
+      const ck = this.sinks.checkpoint ?? this.loaded;
+      if (!ck) throw new UserError("train or load a model first");
+      return ck;
+    });
   }
 
-  /** Names from the newest parameters, each marked new or in the training split. */
+  /** Names from the current model, each marked new or in the training split. */
   async sample(
     opts: { count: number; seed: number; temperature: number; topK: number; prefix: string },
   ): Promise<{ name: string; inTrain: boolean }[]> {
-    const { config, params, buffers } = await this.#params();
+    const { config, params, buffers } = await this.#model();
+    const loaded = this.current === "loaded" ? this.loaded : null;
     // The split a loaded checkpoint was trained on is known only if its data is loaded too.
-    const ds = this.dataset ??
-      (this.loaded && this.data?.sha256 === this.loaded.state.data.sha256
-        ? makeDataset(this.data.words, this.loaded.config.blockSize, this.loaded.state.seed)
-        : null);
-    const chars = ds?.vocab.chars ?? this.loaded?.vocab;
+    const ds = !loaded
+      ? this.dataset
+      : this.data?.sha256 === loaded.state.data.sha256
+      ? makeDataset(this.data.words, loaded.config.blockSize, loaded.state.seed)
+      : null;
+    const chars = loaded?.vocab ?? ds?.vocab.chars;
     if (!chars) throw new UserError("no vocabulary: load data or a checkpoint");
     const vocab = new Vocab(chars);
     for (const ch of opts.prefix) {
@@ -243,9 +373,9 @@ export class Session {
     return names.map((name) => ({ name, inTrain: inTrain.has(name) }));
   }
 
-  /** The current model as model.safetensors bytes (the last checkpoint, or the loaded one). */
+  /** The current model as model.safetensors bytes (the run's last checkpoint, or the loaded one). */
   checkpointBytes(): Uint8Array {
-    const ck = this.sinks.checkpoint ?? this.loaded;
+    const ck = this.current === "loaded" ? this.loaded : this.sinks.checkpoint ?? this.loaded;
     if (!ck) throw new UserError("no checkpoint yet: train (or pause) first");
     return encodeCheckpoint(ck);
   }
