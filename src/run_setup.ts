@@ -86,11 +86,22 @@ export interface Difference {
 const show = (v: unknown) =>
   typeof v === "string" && /^[0-9a-f]{64}$/.test(v) ? v.slice(0, 12) + "..." : String(v);
 
-/** "--steps 1500 (the run has 50)". */
+/**
+ * A difference in one line: "--steps 1500 (the run has 50)", "--no-batchnorm (the run has a
+ * BatchNorm)" for the flags that turn something off, "the output bias (--preset, ...): false
+ * (the run has true)" for what no flag sets alone.
+ */
 export function describe(d: Difference): string {
-  return d.field === "dataSha256"
-    ? `--data: another file (sha256 ${show(d.asked)}, the run's ${show(d.run)})`
-    : `${d.flag} ${show(d.asked)} (the run has ${show(d.run)})`;
+  if (d.field === "dataSha256") {
+    return `--data: another file (sha256 ${show(d.asked)}, the run's ${show(d.run)})`;
+  }
+  if (d.flag.startsWith("--no-")) {
+    return d.asked === false
+      ? `${d.flag} (the run was trained without it)`
+      : `no ${d.flag} (the run was trained with it)`;
+  }
+  if (!d.flag.startsWith("--")) return `${d.flag}: ${show(d.asked)} (the run has ${show(d.run)})`;
+  return `${d.flag} ${show(d.asked)} (the run has ${show(d.run)})`;
 }
 
 /** The fields where `asked` and `run` differ, in a fixed order; `except` leaves some out. */

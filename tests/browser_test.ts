@@ -273,6 +273,28 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
             true,
           );
         }
+        // Fields are checked with the command line's rules, and marked in place.
+        const fieldCases: [Record<string, string>, string, RegExp][] = [
+          [{ topK: "2.5" }, "#sample", /^Top-k \(0: all\) must be a whole number, got '2\.5'$/],
+          [{ count: "5000" }, "#sample", /^Names must be at most 1000, got 5000$/],
+          [{ lrFinal: "" }, "#start", /^Final learning rate must be a number .*got ''$/],
+          [{ seed: "-1" }, "#start", /^Seed must be at least 0, got -1$/],
+        ];
+        for (const [fields, button, pattern] of fieldCases) {
+          const [[id, value]] = Object.entries(fields);
+          const kept = await page.$eval(`#${id}`, (e) => (e as HTMLInputElement).value);
+          await setFields(page, fields);
+          await page.click(button);
+          await page.waitForFunction(() => !document.getElementById("message")!.hidden);
+          const m = await message(page);
+          assert(pattern.test(m), `${id}: '${m}'`);
+          assert(
+            await page.$eval(`#${id}`, (e) => e.parentElement!.classList.contains("invalid")),
+            `${id} is marked`,
+          );
+          assertEquals(await page.evaluate(() => globalThis.lab.session.busy), false, "no run");
+          await setFields(page, { [id]: kept });
+        }
         await Deno.writeFile(`${work}/corrupt.safetensors`, new Uint8Array(100).fill(0x7b));
         const ck = await page.$("#ck-file");
         await (ck as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(

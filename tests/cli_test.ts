@@ -220,6 +220,37 @@ testWith(
   },
 );
 
+testWith(
+  NEEDS,
+  "cli train: --resume takes the run's own settings again, and names a change",
+  async () => {
+    await inTempDir(async (dir) => {
+      const args = ["--preset", "lecture", "--no-calibrate", "--samples", "0", "--no-plots"];
+      assertEquals((await train(dir, "run", ...args, "--steps", "200")).code, 0);
+      // The same command again, with more steps and --resume: its preset is the run's own.
+      const again = await train(dir, "run", ...args, "--steps", "300", "--resume");
+      assertEquals(again.code, 0, again.stderr);
+      assert(again.stdout.includes("resuming from step 200"), again.stdout);
+      assertOneLineError(
+        await train(dir, "run", "--preset", "seed", "--steps", "400", "--resume"),
+        /--preset seed is not the run's: the output bias \(--preset, --no-batchnorm\): false \(the run has true\)/,
+      );
+      assertOneLineError(
+        await runCli("train.ts", [
+          "--out",
+          `${dir}/run`,
+          "--resume",
+          "--steps",
+          "400",
+          "--hidden",
+          "32",
+        ]),
+        /the checkpoint cannot continue as asked: --hidden 32 \(the run has 16\)/,
+      );
+    });
+  },
+);
+
 testWith(NEEDS, "cli train: a run stopped in its finish resumes to the same end", async () => {
   await inTempDir(async (dir) => {
     const args = ["--steps", "300", "--samples", "3", "--no-plots", "--no-calibrate"];
