@@ -112,8 +112,15 @@ for (const family of FAMILY_NAMES) {
       const tol = passTolerances(config, m.init, ex);
       const before = await m.gpu.evaluate(ex);
       assertClose(`${name}: evaluate, before`, [before], [m.cpu.evaluate(ex)], tol.before);
-      const calibrated = await m.gpu.calibrate(ex);
+      const fractions: number[] = [];
+      const calibrated = await m.gpu.calibrate(ex, undefined, (f) => fractions.push(f));
       m.cpu.calibrate(ex);
+      // Its progress, pass by pass: from 0, rising, short of 1 when the last pass starts (a
+      // model without BatchNorm has nothing to calibrate: an evaluation, no progress).
+      if (m.gpu.layout.layers.some((l) => l.bn)) {
+        assert(fractions.length > 2 && fractions[0] === 0, `progress ${fractions}`);
+        assert(fractions.every((f, i) => i === 0 || f > fractions[i - 1]) && fractions.at(-1)! < 1);
+      }
       const got = await m.gpu.getParams();
       assertRunning(name, m, got.buffers, tol);
       const cpuAfter = m.cpu.evaluate(ex);
