@@ -56,7 +56,13 @@ export function panels(title: string, xTitle: string, list: readonly Panel[]): T
       data: { values: p.series.flatMap(({ label, d }) => curve(d, label, p.title)) },
       mark: { type: "line", interpolate: "monotone" },
       encoding: {
-        x: { field: "x", type: "quantitative", title: xTitle, axis: { format: "~g" } },
+        // At most ~8 labels: gradients read 0.002, 0.004... and run together beyond that.
+        x: {
+          field: "x",
+          type: "quantitative",
+          title: xTitle,
+          axis: { format: "~g", tickCount: 8, labelOverlap: "greedy" },
+        },
         y: { field: "density", type: "quantitative", title: "density" },
         color: {
           field: "series",
