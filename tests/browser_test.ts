@@ -281,7 +281,7 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
           [{ seed: "-1" }, "#start", /^Seed must be at least 0, got -1$/],
         ];
         for (const [fields, button, pattern] of fieldCases) {
-          const [[id, value]] = Object.entries(fields);
+          const [id] = Object.keys(fields);
           const kept = await page.$eval(`#${id}`, (e) => (e as HTMLInputElement).value);
           await setFields(page, fields);
           await page.click(button);
