@@ -389,7 +389,7 @@ testWith(
       );
       assertOneLineError(
         await resume("good", "--hidden", "99"),
-        /model has nHidden = 16, but this run asks for 99/,
+        /the checkpoint cannot continue as asked: --hidden 99 \(the run has 16\)/,
       );
       await Deno.writeTextFile(`${dir}/other.txt`, "anna\nbob\nzed\n".repeat(50));
       assertOneLineError(

@@ -109,16 +109,22 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
     console.log(`wrote ${files.map((f) => `${values.build}/${f}`).join(", ")}`);
     return;
   }
-  const dir = await Deno.makeTempDir({ prefix: "makemore-lab-" });
+  // Listening for the signals before anything exists: one that comes while the site is built,
+  // or right as the URL is printed, still ends in the cleanup below.
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-  const stop = () => server?.shutdown();
-  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  const stopped = new AbortController();
+  const stop = () => stopped.abort();
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  const dir = await Deno.makeTempDir({ prefix: "makemore-lab-" });
   try {
     await buildLab(dir);
+    if (stopped.signal.aborted) return;
+    let server: Deno.HttpServer<Deno.NetAddr>;
     try {
       server = serveLab(dir, {
         hostname: values.host,
         port: values.port,
+        signal: stopped.signal,
         onListen: (url) => console.log(`the lab is at ${url} (Ctrl-C stops it)`),
       });
     } catch (e) {
@@ -128,8 +134,6 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
       const why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
       throw new UserError(`cannot listen on ${values.host}:${values.port}: ${why}`);
     }
-    // Every stop removes the site's temporary folder (the finally below).
-    for (const s of signals) Deno.addSignalListener(s, stop);
     await server.finished;
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, stop);
