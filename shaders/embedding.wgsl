@@ -13,22 +13,26 @@ override DIAG: bool = false;
 // The embedding is "layer -1": its output x is in Out, its gradient (from the first layer's
 // backward) in Gin. The table's rows are op.embd_q vec4 apart (padded, src/gpu/layout.ts).
 
+// An output row joins op.group consecutive tokens of an example (a FlattenConsecutive right
+// after the embedding; the whole context for makemore part 3's MLP): row r holds tokens
+// r * group.. of the batch's flat [rows][block] contexts, side by side.
+//
 // One invocation per vec4 of x: row o / out_q, floats 4 (o % out_q).. of it, each the
-// dimension e of the token at position t of the row's context. The invocation owns the vec4
-// it stores (the positions' embd floats are not vec4-aligned: a store per float from each
-// position's invocation would share vec4s between invocations, see common.wgsl).
+// dimension e of the row's token t. The invocation owns the vec4 it stores (the tokens' embd
+// floats are not vec4-aligned: a store per float from each token's invocation would share
+// vec4s between invocations, see common.wgsl).
 @compute @workgroup_size(EMBED_WG)
 fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
   let o = gid.x;
-  if (o >= step.rows * op.out_q) {
+  if (o >= step.rows * op.positions * op.out_q) {
     return;
   }
   let r = o / op.out_q;
   var x = vec4f(0.0); // the row's padding stays 0
   for (var c = 0u; c < 4u; c++) {
     let f = 4u * (o % op.out_q) + c;
-    if (f < op.block * op.embd) {
-      let id = u32(D[step.data + r * op.block + f / op.embd]);
+    if (f < op.group * op.embd) {
+      let id = u32(D[step.data + r * op.group + f / op.embd]);
       let e = f % op.embd;
       x[c] = P[op.w + id * op.embd_q + e / 4u][e % 4u];
     }
@@ -50,10 +54,10 @@ fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
   let real = dims < vec4u(op.embd);
   let last = op.embd - 1u;
   var grad = vec4f(0.0);
-  for (var r = 0u; r < step.rows; r++) {
-    for (var t = 0u; t < op.block; t++) {
-      let id = u32(D[step.data + r * op.block + t]);
-      // The gradient of position (r, t), dimensions e0..e0+3: floats of row r of dx.
+  for (var r = 0u; r < step.rows * op.positions; r++) {
+    for (var t = 0u; t < op.group; t++) {
+      let id = u32(D[step.data + r * op.group + t]);
+      // The gradient of token t of row r, dimensions e0..e0+3: floats of row r of dx.
       let i = 4u * r * op.out_q + t * op.embd + min(dims, vec4u(last));
       var g: vec4f;
       for (var c = 0u; c < 4u; c++) {

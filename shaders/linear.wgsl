@@ -1,9 +1,10 @@
 // Linear layer (CPU reference: src/cpu/linear.ts): h = x @ W (+ b), W stored [in][out] (as the
 // texture W, rows of vec4 texels).
 //
-// linear_forward computes h and then, as an epilogue, the layer's BatchNorm and tanh;
+// linear_forward computes h and then, as an epilogue, the layer's BatchNorm and activation;
 // linear_backward computes dW (applying SGD to W) and dx, and as the epilogue of dx runs the
-// *previous* layer's tanh and BatchNorm backward, turning dx into that layer's dh. Each
+// *previous* layer's activation and BatchNorm backward, turning dx into that layer's dh (unless a
+// FlattenConsecutive between them puts those in a dispatch of their own: PREV_APART). Each
 // epilogue needs sums over the batch of a column, so a workgroup owns whole columns: all rows
 // of a few output features. Fusing saves a dispatch per op (~20 us each on llvmpipe, a few us
 // on a GPU) and the loads and stores of the intermediate values.
@@ -61,12 +62,12 @@ fn column_total(v: vec4f, lid: vec3u) -> vec4f {
 @compute @workgroup_size(WX, WY)
 fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
                   @builtin(num_workgroups) groups: vec3u) {
-  let rows = step.rows;
+  let rows = step.rows * op.positions;
   let q = wg.x * WX + lid.x;
   let live = q < op.out_q;
   let qc = min(q, op.out_q - 1u);
   let bn = (op.flags & HAS_BN) != 0u;
-  let tanh_out = (op.flags & HAS_TANH) != 0u;
+  let act_out = has_act(op.flags);
   let batch_stats = bn && step.mode == MODE_TRAIN;
   // Row blocks of RB rows are dealt out round-robin: block lid.y * groups.y + wg.y, so that a
   // grid with several row groups (possible without batch statistics) keeps every workgroup busy.
@@ -108,12 +109,12 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
     }
   }
   if (!bn) {
-    if (tanh_out) {
+    if (act_out) {
       for (var r0 = first; r0 < rows; r0 += stride) {
         for (var i = 0u; i < RB; i++) {
           let at = op.t + (r0 + i) * op.out_q + q;
           if (live && r0 + i < rows) {
-            Out[at] = tanh_forward(Out[at]);
+            Out[at] = act_forward(Out[at], op.flags);
           }
         }
       }
@@ -158,7 +159,7 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
       let r = r0 + i;
       if (live && r < rows) {
         let y = bn_forward(Out[op.h + r * op.out_q + q], mean, invstd, gamma, beta);
-        Out[op.t + r * op.out_q + q] = select(y, tanh_forward(y), tanh_out);
+        Out[op.t + r * op.out_q + q] = act_forward(y, op.flags);
       }
     }
   }
@@ -177,7 +178,7 @@ fn linear_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
 // dW = x^T @ dh, one RK x 4 block per invocation, then W' = W - lr dW into Wn; the bias
 // gradient (sum over rows of dh) rides along in the first row of tiles.
 fn weight_gradient(tile: u32, lid: vec3u) {
-  let rows = step.rows;
+  let rows = step.rows * op.positions;
   let col_tiles = (op.out_q + WX - 1u) / WX;
   let q = (tile % col_tiles) * WX + lid.x;
   let live = q < op.out_q;
@@ -241,16 +242,17 @@ fn weight_gradient(tile: u32, lid: vec3u) {
 }
 
 // dx = dh @ W^T for all rows of 4 input features, then the previous layer's backward: through
-// its tanh, then its BatchNorm (updating its gamma and beta), leaving its dh in Gout at prev.dh.
+// its activation, then its BatchNorm (updating its gamma and beta), leaving its dh in Gout at prev.dh.
 // The previous layer's forward values are in In, alongside this layer's input.
 // Without them (the first layer, whose input is the embedding) dx itself goes to prev.dh.
 fn input_gradient(tile: u32, lid: vec3u) {
-  let rows = step.rows;
+  let rows = step.rows * op.positions;
   let iq = tile * WX + lid.x; // this invocation's input vec4
   let live = iq < op.in_q;
   let ic = min(iq, op.in_q - 1u);
-  let bn = (prev.flags & HAS_BN) != 0u;
-  let tanh_in = (prev.flags & HAS_TANH) != 0u;
+  let fused = (op.flags & PREV_APART) == 0u;
+  let bn = fused && (prev.flags & HAS_BN) != 0u;
+  let act_in = fused && has_act(prev.flags);
   var mean = vec4f(0.0);
   var invstd = vec4f(0.0);
   if (bn) {
@@ -297,16 +299,16 @@ fn input_gradient(tile: u32, lid: vec3u) {
     }
   }
 
-  // The previous layer's tanh backward, and the column sums its BatchNorm backward needs.
-  if (tanh_in || bn) {
+  // The previous layer's activation backward, and the column sums its BatchNorm backward needs.
+  if (act_in || bn) {
     for (var r0 = lid.y * RB; r0 < rows; r0 += WY * RB) {
       for (var i = 0u; i < RB; i++) {
         let at = (r0 + i) * op.in_q + iq;
         if (live && r0 + i < rows) {
           var dy = Gout[prev.dh + at];
-          if (tanh_in) {
+          if (act_in) {
             // prev.t is this layer's input, op.x: the window holds it.
-            dy = tanh_backward(dy, select(In[prev.t + at], InWindow[at], WINDOWS));
+            dy = act_backward(dy, select(In[prev.t + at], InWindow[at], WINDOWS), prev.flags);
           }
           sum_dy += dy;
           sum_dy_xhat += dy * (In[prev.h + at] - mean) * invstd;

@@ -1,15 +1,27 @@
 /**
- * The model: its configuration, the two presets, where every tensor lives in the flat
- * parameter and buffer arrays, and the initialization. Both backends (src/cpu, src/gpu) and
- * the checkpoint read the same layout.
+ * The model: its configuration, the presets, where every tensor lives in the flat parameter
+ * and buffer arrays, and the initialization. Both backends (src/cpu, src/gpu) and the
+ * checkpoint read the same layout.
  *
- * Architecture (makemore part 3):
- *   embedding C [vocab, nEmbd] -> concatenate the blockSize context embeddings
- *   -> nLayers x (Linear(no bias, nHidden) -> BatchNorm1d -> tanh)
- *        (without BatchNorm, the lecture's deep network: Linear(with bias) -> tanh)
- *   -> Linear(nHidden, vocab) (+ bias) (-> BatchNorm1d) -> softmax cross-entropy
+ * The network is a list of layers (src/layers.ts), as makemore writes it: part 3's MLP
+ *   Embedding(nEmbd) FlattenConsecutive(blockSize) [Linear(nHidden) BatchNorm1d Tanh] x nLayers
+ *   Linear(vocab) [BatchNorm1d]
+ * or part 5's WaveNet, which joins the context two by two:
+ *   Embedding(24) [FlattenConsecutive(2) Linear(128, bias=False) BatchNorm1d Tanh] x 3 Linear
+ * A config either writes the MLP by its sizes (nEmbd, nHidden, nLayers, batchNorm, outputBias,
+ * outputBatchNorm: the command line's flags and the checkpoints written before the list), or lists
+ * its layers (`layers`, which the sizes then only summarize): networkOf reads either.
  */
 
+import {
+  type Activation,
+  blocksOf,
+  isLayers,
+  type Layer,
+  mlp,
+  summary,
+  wavenet,
+} from "./layers.ts";
 import type { Rng } from "./rng.ts";
 
 export interface ModelConfig {
@@ -28,14 +40,21 @@ export interface ModelConfig {
   /** Initial gamma of the output BatchNorm: < 1 makes the untrained model less confident. */
   readonly outputGamma: number;
   /**
-   * Output weights: N(0,1) / sqrt(fan_in) ("kaiming"; N(0,1) with the "unit" init), or N(0,1)
-   * times this number.
+   * Output weights: N(0,1) / sqrt(fan_in) ("kaiming"; N(0,1) with the "unit" init), that times a
+   * factor ({ kaiming: f }: makemore part 5's `weight *= 0.1`), or N(0,1) times this number.
    */
-  readonly outputInit: "kaiming" | number;
+  readonly outputInit: "kaiming" | number | { readonly kaiming: number };
   /** Kaiming gain for the weights that feed tanh: 5/3. */
   readonly tanhGain: number;
   readonly bnMomentum: number;
   readonly bnEps: number;
+  /** The layers, when the network is not the MLP its sizes describe (see the module comment). */
+  readonly layers?: readonly Layer[];
+}
+
+/** The network of a config, as a list of layers. */
+export function networkOf(config: Omit<ModelConfig, "vocabSize">): readonly Layer[] {
+  return config.layers ?? mlp(config);
 }
 
 export interface TrainConfig {
@@ -52,6 +71,9 @@ export interface Preset {
   readonly model: Omit<ModelConfig, "vocabSize">;
   readonly train: TrainConfig;
 }
+
+/** makemore part 5's final network: 76,579 parameters with makemore's 27 characters. */
+const WAVENET: readonly Layer[] = wavenet({ nEmbd: 24, nHidden: 128, depth: 3 });
 
 export const PRESETS = {
   seed: {
@@ -92,6 +114,22 @@ export const PRESETS = {
     },
     train: { steps: 200_000, batchSize: 32, lr: 0.1, lrFinal: 0.01, decayAt: 100_000 },
   },
+  wavenet: {
+    description: "makemore part 5's WaveNet: context 8 joined two by two through 3 blocks of 128",
+    model: {
+      blockSize: 8,
+      ...summary(WAVENET),
+      layers: WAVENET,
+      init: "kaiming",
+      // Part 5's Linear: N(0,1) / sqrt(fan_in); its last layer's weights times 0.1.
+      tanhGain: 1,
+      outputGamma: 1,
+      outputInit: { kaiming: 0.1 },
+      bnMomentum: 0.1,
+      bnEps: 1e-5,
+    },
+    train: { steps: 200_000, batchSize: 32, lr: 0.1, lrFinal: 0.01, decayAt: 150_000 },
+  },
 } as const satisfies Record<string, Preset>;
 
 export type PresetName = keyof typeof PRESETS;
@@ -125,10 +163,14 @@ const CONFIG_CHECKS: Record<keyof ModelConfig, Check> = {
   outputBias: bool,
   outputBatchNorm: bool,
   outputGamma: finite(),
-  outputInit: (v) => v === "kaiming" || finite(0)(v),
+  outputInit: (v) =>
+    v === "kaiming" || finite(0)(v) ||
+    (typeof v === "object" && v !== null && Object.keys(v).join() === "kaiming" &&
+      finite(0)((v as { kaiming: unknown }).kaiming)),
   tanhGain: finite(0),
   bnMomentum: finite(0, 1),
   bnEps: (v) => finite(0)(v) && (v as number) > 0,
+  layers: (v) => v === undefined || isLayers(v),
 };
 
 const TRAIN_CHECKS: Record<keyof TrainConfig, Check> = {
@@ -159,7 +201,10 @@ export function parseModelConfig(v: unknown): ModelConfig | string {
   const withDefaults = typeof v === "object" && v !== null && !Array.isArray(v)
     ? { ...CONFIG_SINCE, ...v }
     : v;
-  return checkFields<ModelConfig>(withDefaults, CONFIG_CHECKS);
+  const config = checkFields<ModelConfig>(withDefaults, CONFIG_CHECKS);
+  if (typeof config === "string") return config;
+  const net = blocksOf(networkOf(config), config.blockSize, config.vocabSize);
+  return typeof net === "string" ? `layers: ${net}` : config;
 }
 
 /** A training config read from outside (a checkpoint), or what is wrong with it. */
@@ -188,18 +233,25 @@ export interface BatchNormSpec {
   readonly runVar: Tensor;
 }
 
-/** One Linear (-> BatchNorm) (-> tanh) block. */
+/** One Linear [BatchNorm1d] [activation] block (src/layers.ts), with its tensors. */
 export interface LayerSpec {
   readonly nIn: number;
   readonly nOut: number;
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   readonly bn: BatchNormSpec | null;
-  readonly tanh: boolean;
+  readonly act: Activation | null;
+  /** Rows per example at this block. */
+  readonly positions: number;
+  /** The FlattenConsecutive(n) before it (1: none). */
+  readonly flatten: number;
 }
 
 export interface ModelLayout {
   readonly embedding: Tensor;
+  /** Tokens per embedding output row (its FlattenConsecutive), and such rows per example. */
+  readonly group: number;
+  readonly positions: number;
   /** The hidden blocks, then the output layer. */
   readonly layers: readonly LayerSpec[];
   readonly params: readonly Tensor[];
@@ -229,26 +281,29 @@ export function modelLayout(config: ModelConfig): ModelLayout {
     runVar: add(buffers, `${prefix}.bn.running_var`, [n]),
   });
 
-  const embedding = add(params, "embedding.weight", [config.vocabSize, config.nEmbd]);
-  const layers: LayerSpec[] = [];
-  let nIn = config.blockSize * config.nEmbd;
-  for (let l = 0; l < config.nLayers; l++) {
-    const prefix = `hidden.${l}`;
-    const weight = add(params, `${prefix}.weight`, [nIn, config.nHidden]);
-    // A bias before a BatchNorm is useless (the mean is subtracted): one or the other.
-    const bias = config.batchNorm ? null : add(params, `${prefix}.bias`, [config.nHidden]);
-    const bn = config.batchNorm ? batchNorm(prefix, config.nHidden) : null;
-    layers.push({ nIn, nOut: config.nHidden, weight, bias, bn, tanh: true });
-    nIn = config.nHidden;
-  }
   const V = config.vocabSize;
-  const weight = add(params, "output.weight", [nIn, V]);
-  const bias = config.outputBias ? add(params, "output.bias", [V]) : null;
-  const bn = config.outputBatchNorm ? batchNorm("output", V) : null;
-  layers.push({ nIn, nOut: V, weight, bias, bn, tanh: false });
-
+  const net = blocksOf(networkOf(config), config.blockSize, V);
+  if (typeof net === "string") throw new Error(`modelLayout: ${net}`);
+  const embedding = add(params, "embedding.weight", [V, net.embedding.dim]);
+  const L = net.blocks.length;
+  const layers = net.blocks.map((b, l): LayerSpec => {
+    const prefix = l === L - 1 ? "output" : `hidden.${l}`;
+    const weight = add(params, `${prefix}.weight`, [b.nIn, b.nOut]);
+    const bias = b.bias ? add(params, `${prefix}.bias`, [b.nOut]) : null;
+    const bn = b.bn ? batchNorm(prefix, b.nOut) : null;
+    return { ...b, weight, bias, bn };
+  });
   const end = (list: Tensor[]) => (list.length ? list.at(-1)!.offset + list.at(-1)!.size : 0);
-  return { embedding, layers, params, buffers, nParams: end(params), nBuffers: end(buffers) };
+  return {
+    embedding,
+    group: net.embedding.group,
+    positions: net.embedding.positions,
+    layers,
+    params,
+    buffers,
+    nParams: end(params),
+    nBuffers: end(buffers),
+  };
 }
 
 /** The elements of `t` inside `flat`, without copying. */
@@ -275,12 +330,16 @@ export function initModel(
   };
   normal(layout.embedding, 1);
   const kaiming = config.init === "kaiming";
+  const out = layout.layers.at(-1);
   for (const layer of layout.layers) {
-    if (layer.tanh) normal(layer.weight, kaiming ? config.tanhGain / Math.sqrt(layer.nIn) : 1);
-    else if (config.outputInit !== "kaiming") normal(layer.weight, config.outputInit);
-    else normal(layer.weight, kaiming ? 1 / Math.sqrt(layer.nIn) : 1);
+    const fanIn = Math.sqrt(layer.nIn);
+    const o = config.outputInit;
+    if (layer !== out) normal(layer.weight, kaiming ? config.tanhGain / fanIn : 1);
+    else if (typeof o === "number") normal(layer.weight, o);
+    else if (o !== "kaiming") normal(layer.weight, (kaiming ? 1 / fanIn : 1) * o.kaiming);
+    else normal(layer.weight, kaiming ? 1 / fanIn : 1);
     if (layer.bn) {
-      view(params, layer.bn.gamma).fill(layer.tanh ? 1 : config.outputGamma);
+      view(params, layer.bn.gamma).fill(layer === out ? config.outputGamma : 1);
       view(buffers, layer.bn.runVar).fill(1);
     }
   }

@@ -8,6 +8,7 @@
 
 import type { Checkpoint } from "./checkpoint.ts";
 import { UserError } from "./errors.ts";
+import { isLayers, networkText } from "./layers.ts";
 import type { ModelConfig, TrainConfig } from "./model.ts";
 import type { Schedule } from "./schedule.ts";
 
@@ -47,6 +48,7 @@ export const FIELD_FLAGS: Readonly<Record<Field, string>> = {
   "model.tanhGain": "--gain",
   "model.bnMomentum": "--bn-momentum",
   "model.bnEps": "the BatchNorm eps (--preset)",
+  "model.layers": "--network",
   "train.steps": "--steps",
   "train.batchSize": "--batch-size",
   "train.lr": "--lr",
@@ -84,7 +86,13 @@ export interface Difference {
 }
 
 const show = (v: unknown) =>
-  typeof v === "string" && /^[0-9a-f]{64}$/.test(v) ? v.slice(0, 12) + "..." : String(v);
+  typeof v === "string" && /^[0-9a-f]{64}$/.test(v)
+    ? v.slice(0, 12) + "..."
+    : isLayers(v)
+    ? `"${networkText(v)}"`
+    : typeof v === "object" && v !== null
+    ? JSON.stringify(v)
+    : String(v);
 
 /**
  * A difference in one line: "--steps 1500 (the run has 50)", "--no-batchnorm (the run has a
@@ -111,8 +119,10 @@ export function differences(
   except: readonly Field[] = [],
 ): Difference[] {
   const out: Difference[] = [];
+  // Settings are numbers, strings, booleans, or (the layers, an init) plain JSON.
+  const same = (a: unknown, r: unknown) => a === r || JSON.stringify(a) === JSON.stringify(r);
   const add = (field: Field, a: unknown, r: unknown) => {
-    if (a !== r && !except.includes(field)) {
+    if (!same(a, r) && !except.includes(field)) {
       out.push({ field, flag: FIELD_FLAGS[field], asked: a, run: r });
     }
   };

@@ -18,7 +18,8 @@ import type { Checkpoint, TrainingState } from "./checkpoint.ts";
 import type { Dataset } from "./data.ts";
 import { addRatios, type Diagnostics, emptyDiagnostics, summarize } from "./diagnostics.ts";
 import { UserError } from "./errors.ts";
-import { learningRate, type ModelConfig, type TrainConfig } from "./model.ts";
+import { blocksOf } from "./layers.ts";
+import { learningRate, type ModelConfig, networkOf, type TrainConfig } from "./model.ts";
 import { Rng } from "./rng.ts";
 import { sampleNames } from "./sample.ts";
 import type { Schedule } from "./schedule.ts";
@@ -115,6 +116,8 @@ export interface TrainerSetup {
 
 /** Limits of the model and of good sense, checked before any work. */
 export function validateTraining(config: ModelConfig, train: TrainConfig, ds: Dataset): string[] {
+  const net = blocksOf(networkOf(config), config.blockSize, config.vocabSize);
+  if (typeof net === "string") throw new UserError(`the layers: ${net}`);
   if (config.vocabSize > 1024) {
     throw new UserError(
       `the data has ${config.vocabSize - 1} distinct characters; at most 1023 are supported`,

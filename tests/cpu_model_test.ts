@@ -2,6 +2,7 @@ import names from "../data/names.txt" with { type: "text" };
 import { CpuModel } from "../src/cpu/model.ts";
 import { makeDataset, parseWords } from "../src/data.ts";
 import { initModel, learningRate, type ModelConfig, modelLayout, PRESETS } from "../src/model.ts";
+import { parseNetwork, summary } from "../src/layers.ts";
 import { Rng } from "../src/rng.ts";
 import { assert, assertEquals, assertGradClose, randInts } from "./util.ts";
 
@@ -25,7 +26,25 @@ const variants: [string, ModelConfig][] = [
     "lecture-shaped (output bias)",
     small({ ...PRESETS.lecture.model, vocabSize: 5, nHidden: 9, nEmbd: 3, blockSize: 2 }),
   ],
+  // makemore part 5's shape: the context joined two by two, BatchNorm over every row of a
+  // block (batch and positions), a ReLU block, an output BatchNorm.
+  [
+    "hierarchical (FlattenConsecutive, ReLU)",
+    listed(
+      "Embedding(3) FlattenConsecutive(2) Linear(8, bias=False) BatchNorm1d Tanh " +
+        "FlattenConsecutive(2) Linear(4) ReLU FlattenConsecutive(2) Linear(8, bias=False) " +
+        "BatchNorm1d Tanh Linear(bias=False) BatchNorm1d",
+      8,
+    ),
+  ],
 ];
+
+/** A small config from a list of layers, as written. */
+function listed(text: string, blockSize: number): ModelConfig {
+  const layers = parseNetwork(text);
+  if (typeof layers === "string") throw new Error(layers);
+  return small({ blockSize, layers, ...summary(layers) });
+}
 
 for (const [name, config] of variants) {
   Deno.test(`model (cpu reference, ${name}): every parameter's gradient matches finite differences`, () => {
@@ -48,6 +67,18 @@ for (const [name, config] of variants) {
     }
   });
 }
+
+Deno.test("model: the WaveNet preset has makemore part 5's 76,579 parameters", () => {
+  const layout = modelLayout({ ...PRESETS.wavenet.model, vocabSize: 27 });
+  assertEquals(layout.nParams, 76_579);
+  assertEquals(layout.layers.map((l) => [l.nIn, l.nOut, l.positions]), [
+    [48, 128, 4],
+    [256, 128, 2],
+    [256, 128, 1],
+    [128, 27, 1],
+  ]);
+  assertEquals([layout.group, layout.positions], [2, 4]);
+});
 
 Deno.test("model: the layout of the presets (makemore part 3's parameter counts)", () => {
   const layout = modelLayout({ ...PRESETS.seed.model, vocabSize: 27 });

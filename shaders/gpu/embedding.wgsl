@@ -19,8 +19,8 @@ fn embedding_backward(@builtin(workgroup_id) wg: vec3u,
   var g = vec4f(0.0);
   for (var p = li; p < positions; p += EMB_WG) {
     if (u32(D[step.data + p]) == token) {
-      // The gradient of position p (row p / block, token p % block), 4 dimensions of dx.
-      let i = 4u * (p / op.block) * op.out_q + (p % op.block) * op.embd + min(dims, last);
+      // The gradient of token p (row p / group, its token p % group), 4 dimensions of dx.
+      let i = 4u * (p / op.group) * op.out_q + (p % op.group) * op.embd + min(dims, last);
       g += vec4f(Gin[op.dh + (i.x >> 2u)][i.x & 3u], Gin[op.dh + (i.y >> 2u)][i.y & 3u],
                  Gin[op.dh + (i.z >> 2u)][i.z & 3u], Gin[op.dh + (i.w >> 2u)][i.w & 3u]);
     }

@@ -1,6 +1,7 @@
 // Linear layer, the `gpu` kernel family (src/gpu/gpu.ts; CPU reference: src/cpu/linear.ts):
 // h = x @ W (+ b), then dW = x^T @ dh (with SGD applied to W) and dx = dh @ W^T; with the
-// layer's BatchNorm and tanh fused into the forward's epilogue, and the previous layer's tanh
+// layer's BatchNorm and activation fused into the forward's epilogue, and the previous layer's
+// activation
 // and BatchNorm backward into the epilogue of dx, as the software family does (linear.wgsl).
 //
 // Shaped for GPUs, where thousands of invocations run at once: every output vec4 (4 adjacent
@@ -74,19 +75,18 @@ override DIAG: bool = false;
 
 // Forward. Grid: (out_q, row groups): workgroup (q, g) owns column vec4 q of rows g * G_ROWS..
 // in steps of G_ROWS * groups; a single row group when the batch statistics are computed here.
-// Without BatchNorm the epilogue adds the bias and applies tanh; with it, h is kept for the
-// backward, and t = tanh(BatchNorm(h)) with the batch's statistics (training) or the running
+// Without BatchNorm the epilogue adds the bias and applies the activation; with it, h is kept
+// for the backward, and t = act(BatchNorm(h)) with the batch's statistics (training) or the running
 // ones (evaluation).
 @compute @workgroup_size(GPU_WG)
 fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
                   @builtin(num_workgroups) groups: vec3u) {
-  let rows = step.rows;
+  let rows = step.rows * op.positions;
   let q = wg.x;
   let slice = li / G_ROWS;
   let first = wg.y * G_ROWS + li % G_ROWS; // this invocation's first row
   let stride = groups.y * G_ROWS;
   let bn = (op.flags & HAS_BN) != 0u;
-  let tanh_out = (op.flags & HAS_TANH) != 0u;
   let batch_stats = bn && step.mode == MODE_TRAIN;
   var bias = vec4f(0.0);
   if ((op.flags & HAS_BIAS) != 0u) {
@@ -110,7 +110,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
     if (slice == 0u && r < rows) {
       let at = r * op.out_q + q;
       if (!bn) {
-        Out[op.t + at] = select(h, tanh_forward(h), tanh_out);
+        Out[op.t + at] = act_forward(h, op.flags);
       } else {
         Out[op.h + at] = h;
         sum += h;
@@ -151,7 +151,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
     if (slice == 0u) {
       let at = r * op.out_q + q;
       let y = bn_forward(Out[op.h + at], mean, invstd, gamma, beta);
-      Out[op.t + at] = select(y, tanh_forward(y), tanh_out);
+      Out[op.t + at] = act_forward(y, op.flags);
     }
   }
 }
@@ -180,7 +180,7 @@ fn weight_gradient(tile: u32, li: u32) {
   let bias_row = k == 4u * op.in_q;
   let xq = min(k / 4u, op.in_q - 1u);
   var g = vec4f(0.0);
-  for (var b = slice; b < step.rows; b += G_SLICES) {
+  for (var b = slice; b < step.rows * op.positions; b += G_SLICES) {
     let x = select(In[op.x + b * op.in_q + xq][k % 4u], 1.0, bias_row);
     g += x * Gin[op.dh + b * op.out_q + q];
   }
@@ -223,16 +223,18 @@ fn weight_gradient(tile: u32, li: u32) {
 }
 
 // dx[row][4i..4i+3] = sum over n of dh[row][n] . W[4i + j][n]: the gradient w.r.t. the previous
-// layer's output t, turned into its dh in Gout at prev.dh through its tanh and its BatchNorm
+// layer's output t, turned into its dh in Gout at prev.dh through its activation and its BatchNorm
 // (updating its gamma and beta). Tiles: i = tile % in_q, row group tile / in_q of
 // `row_groups` (one, covering the whole batch, when the previous layer has a BatchNorm).
 // Without a previous layer (the embedding's gradient) dx itself goes to prev.dh.
 fn input_gradient(tile: u32, li: u32) {
-  let rows = step.rows;
+  let rows = step.rows * op.positions;
   let i = tile % op.in_q;
   let slice = li / G_ROWS;
-  let bn = (prev.flags & HAS_BN) != 0u;
-  let tanh_in = (prev.flags & HAS_TANH) != 0u;
+  // Unless a FlattenConsecutive between the two puts them in a dispatch of their own
+  // (PREV_APART, shaders/batchnorm_backward.wgsl).
+  let fused = (op.flags & PREV_APART) == 0u;
+  let bn = fused && (prev.flags & HAS_BN) != 0u;
   let row_groups = select((rows + G_ROWS - 1u) / G_ROWS, 1u, bn);
   let first = (tile / op.in_q) * G_ROWS + li % G_ROWS;
   let stride = row_groups * G_ROWS;
@@ -266,7 +268,7 @@ fn input_gradient(tile: u32, li: u32) {
         Host[s + 3u] = dt.w;
       }
       // prev.t is this layer's input, op.x, in In.
-      let dy = select(dt, tanh_backward(dt, In[prev.t + at]), tanh_in);
+      let dy = select(dt, act_backward(dt, In[prev.t + at], prev.flags), fused);
       Gout[prev.dh + at] = dy; // with BatchNorm, its owner turns it into dh below
       if (bn) {
         sum_dy += dy;

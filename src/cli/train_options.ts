@@ -8,6 +8,14 @@ import { KERNEL_CHOICES } from "../backend.ts";
 import { exists, loadCheckpoint } from "../files.ts";
 import { type ModelConfig, type PresetName, PRESETS, type TrainConfig } from "../model.ts";
 import { RULES } from "../settings.ts";
+import {
+  blocksOf,
+  parseNetwork,
+  summary,
+  withEmbedding,
+  withHidden,
+  withoutBatchNorm,
+} from "../layers.ts";
 import type { RunOptions } from "../run.ts";
 import { DEFAULT_SCHEDULE } from "../schedule.ts";
 import { CHECKPOINT_FILE, DIAGNOSTICS_FILE, LOG_FILE, RUN_FILE } from "../run_dir.ts";
@@ -63,6 +71,13 @@ export const TRAIN_FLAGS = {
       ...RULES.nLayers,
       help: "hidden blocks, each Linear -> BatchNorm1d -> tanh",
       shown: `seed: ${seed.model.nLayers}, lecture: ${PRESETS.lecture.model.nLayers}`,
+    },
+    network: {
+      kind: "string",
+      arg: "LAYERS",
+      help: 'the layers, as makemore writes them, e.g. "Embedding(24) FlattenConsecutive(2) ' +
+        'Linear(128, bias=False) BatchNorm1d Tanh ... Linear" (the last Linear gives the ' +
+        "vocabulary); --embd and --hidden then resize it",
     },
     init: {
       kind: "choice",
@@ -214,11 +229,44 @@ export function resolveModel(
   if (!batchNorm && values["bn-momentum"] !== undefined) {
     throw new UsageError("--bn-momentum has no BatchNorm to act on with --no-batchnorm");
   }
-  const outputBatchNorm = model.outputBatchNorm && batchNorm;
   const scale = values["output-scale"];
+  const blockSize = values["block-size"] ?? model.blockSize;
+  // A network given as a list: the size flags resize it; the MLP's own flags do not apply.
+  let listed = model.layers;
+  if (values.network !== undefined) {
+    const parsed = parseNetwork(values.network);
+    if (typeof parsed === "string") throw new UsageError(`--network: ${parsed}`);
+    listed = parsed;
+  }
+  if (listed) {
+    if (values.layers !== undefined) {
+      throw new UsageError(
+        "--layers repeats makemore part 3's hidden block; this network is a list of layers: " +
+          "write it with --network",
+      );
+    }
+    let layers = values.embd === undefined ? [...listed] : withEmbedding(listed, values.embd);
+    if (values.hidden !== undefined) layers = withHidden(layers, values.hidden);
+    if (values["no-batchnorm"]) layers = withoutBatchNorm(layers);
+    const net = blocksOf(layers, blockSize, NaN);
+    if (typeof net === "string") throw new UsageError(`the layers: ${net}`);
+    const sum = summary(layers);
+    return {
+      ...model,
+      ...sum,
+      blockSize,
+      layers,
+      init,
+      tanhGain: values.gain ?? model.tanhGain,
+      outputGamma: sum.outputBatchNorm && scale !== undefined ? scale : model.outputGamma,
+      outputInit: !sum.outputBatchNorm && scale !== undefined ? scale : model.outputInit,
+      bnMomentum: values["bn-momentum"] ?? model.bnMomentum,
+    };
+  }
+  const outputBatchNorm = model.outputBatchNorm && batchNorm;
   return {
     ...model,
-    blockSize: values["block-size"] ?? model.blockSize,
+    blockSize,
     nEmbd: values.embd ?? model.nEmbd,
     nHidden: values.hidden ?? model.nHidden,
     nLayers: values.layers ?? model.nLayers,

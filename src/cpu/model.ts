@@ -3,6 +3,7 @@
  * is checked against, and a (slow) backend of its own (`--backend cpu`).
  */
 
+import type { Activation } from "../layers.ts";
 import { type LayerSpec, type ModelConfig, type ModelLayout, modelLayout, view } from "../model.ts";
 import {
   batchnormBackward,
@@ -14,12 +15,24 @@ import { crossEntropyBackward, crossEntropyForward } from "./cross_entropy.ts";
 import { embeddingBackward, embeddingForward } from "./embedding.ts";
 import { linearBackward, linearForward } from "./linear.ts";
 import { sgdUpdate } from "./sgd.ts";
+import { reluBackward, reluForward } from "./relu.ts";
 import { tanhBackward, tanhForward } from "./tanh.ts";
 import type { Floats } from "./types.ts";
 import type { Examples } from "../data.ts";
 import { type Moments, momentsOf, type Snapshot } from "../diagnostics.ts";
 
 export type Mode = "train" | "eval";
+
+/** Each activation's forward and backward (src/layers.ts names them). */
+const ACTIVATIONS: Readonly<
+  Record<Activation, {
+    forward(t: Floats, y: Floats, n: number): void;
+    backward(dy: Floats, dt: Floats, t: Floats, n: number): void;
+  }>
+> = {
+  tanh: { forward: tanhForward, backward: tanhBackward },
+  relu: { forward: reluForward, backward: reluBackward },
+};
 
 /**
  * What one layer keeps from forward for backward, named as in shaders/ and src/gpu/: x is the
@@ -89,29 +102,33 @@ export class CpuModel {
   #resize(B: number): void {
     if (B === this.#B) return;
     const p = this.params;
-    const { blockSize, nEmbd, vocabSize } = this.config;
-    this.#x0 = alloc(p, B * blockSize * nEmbd);
+    const { blockSize, vocabSize } = this.config;
+    const E = this.layout.embedding.shape[1];
+    this.#x0 = alloc(p, B * blockSize * E);
     let x = this.#x0;
+    // Layer l works on B * positions rows (a FlattenConsecutive before it joins rows: the same
+    // numbers, read as fewer, wider rows).
     this.#caches = this.layout.layers.map((l: LayerSpec) => {
+      const n = B * l.positions * l.nOut;
       const c: LayerCache = {
         x,
-        h: alloc(p, B * l.nOut),
-        xhat: alloc(p, l.bn ? B * l.nOut : 0),
+        h: alloc(p, n),
+        xhat: alloc(p, l.bn ? n : 0),
         mean: alloc(p, l.nOut),
         variance: alloc(p, l.nOut),
         invstd: alloc(p, l.nOut),
-        y: alloc(p, l.bn ? B * l.nOut : 0),
+        y: alloc(p, l.bn ? n : 0),
         t: alloc(p, 0),
-        dh: alloc(p, B * l.nOut),
-        dt: alloc(p, B * l.nOut),
+        dh: alloc(p, n),
+        dt: alloc(p, n),
       };
-      c.t = l.tanh ? alloc(p, B * l.nOut) : l.bn ? c.y : c.h;
+      c.t = l.act ? alloc(p, n) : l.bn ? c.y : c.h;
       x = c.t;
       return c;
     });
     this.#probs = alloc(p, B * vocabSize);
     this.#dlogits = alloc(p, B * vocabSize);
-    this.#dx0 = alloc(p, B * blockSize * nEmbd);
+    this.#dx0 = alloc(p, B * blockSize * E);
     this.#B = B;
   }
 
@@ -137,12 +154,14 @@ export class CpuModel {
     this.#resize(B);
     this.#ctx = ctx;
     const { params: p, buffers: buf, config } = this;
-    embeddingForward(this.#x0, view(p, this.layout.embedding), ctx, ctx.length, config.nEmbd);
+    const E = this.layout.embedding.shape[1];
+    embeddingForward(this.#x0, view(p, this.layout.embedding), ctx, ctx.length, E);
     for (let i = 0; i < this.layout.layers.length; i++) {
       const l = this.layout.layers[i];
       const c = this.#caches[i];
+      const R = B * l.positions;
       const bias = l.bias ? view(p, l.bias) : null;
-      linearForward(c.h, c.x, view(p, l.weight), bias, B, l.nIn, l.nOut);
+      linearForward(c.h, c.x, view(p, l.weight), bias, R, l.nIn, l.nOut);
       if (i === stopAfterLinear) return c.h;
       if (l.bn) {
         const [gamma, beta] = [view(p, l.bn.gamma), view(p, l.bn.beta)];
@@ -157,18 +176,18 @@ export class CpuModel {
             c.h,
             gamma,
             beta,
-            B,
+            R,
             l.nOut,
             config.bnEps,
           );
           batchnormRunningUpdate(runMean, runVar, c.mean, c.variance, l.nOut, config.bnMomentum);
         } else {
-          batchnormInference(c.y, c.h, gamma, beta, runMean, runVar, B, l.nOut, config.bnEps);
+          batchnormInference(c.y, c.h, gamma, beta, runMean, runVar, R, l.nOut, config.bnEps);
         }
       }
-      if (l.tanh) {
-        tanhForward(c.t, l.bn ? c.y : c.h, B * l.nOut);
-        if (this.#tanhError) this.#perturb(c.t, i);
+      if (l.act) {
+        ACTIVATIONS[l.act].forward(c.t, l.bn ? c.y : c.h, R * l.nOut);
+        if (this.#tanhError && l.act === "tanh") this.#perturb(c.t, i);
       }
     }
     return this.#caches.at(-1)!.t;
@@ -205,12 +224,13 @@ export class CpuModel {
     for (let i = this.layout.layers.length - 1; i >= 0; i--) {
       const l = this.layout.layers[i];
       const c = this.#caches[i];
-      const n = B * l.nOut;
+      const R = B * l.positions;
+      const n = R * l.nOut;
       c.dt.set(dt);
       let dy = dt;
-      if (l.tanh) {
+      if (l.act) {
         dy = alloc(p, n);
-        tanhBackward(dy, dt, c.t, n);
+        ACTIVATIONS[l.act].backward(dy, dt, c.t, n);
       }
       if (l.bn) {
         batchnormBackward(
@@ -221,15 +241,15 @@ export class CpuModel {
           c.xhat,
           c.invstd,
           view(p, l.bn.gamma),
-          B,
+          R,
           l.nOut,
         );
       } else {
         c.dh.set(dy);
       }
-      const dx = i === 0 ? this.#dx0 : alloc(p, B * l.nIn);
+      const dx = i === 0 ? this.#dx0 : alloc(p, R * l.nIn);
       const dbias = l.bias ? view(g, l.bias) : null;
-      linearBackward(dx, view(g, l.weight), dbias, c.dh, c.x, view(p, l.weight), B, l.nIn, l.nOut);
+      linearBackward(dx, view(g, l.weight), dbias, c.dh, c.x, view(p, l.weight), R, l.nIn, l.nOut);
       dt = dx;
     }
     const emb = this.layout.embedding;
@@ -238,7 +258,7 @@ export class CpuModel {
       dt,
       this.#ctx,
       this.#ctx.length,
-      config.nEmbd,
+      emb.shape[1],
       config.vocabSize,
     );
   }
@@ -269,8 +289,9 @@ export class CpuModel {
       for (let row = 0; row < ex.n; row += chunk) {
         const n = Math.min(chunk, ex.n - row);
         const h = this.logits(ex.x.subarray(row * T, (row + n) * T), "eval", i);
-        for (let b = 0; b < n; b++) {
-          const count = row + b + 1; // Welford's update, in float64
+        // Every row of the layer: n examples of `positions` rows each.
+        for (let b = 0; b < n * l.positions; b++) {
+          const count = row * l.positions + b + 1; // Welford's update, in float64
           for (let j = 0; j < l.nOut; j++) {
             const d = h[b * l.nOut + j] - mean[j];
             mean[j] += d / count;
@@ -279,7 +300,9 @@ export class CpuModel {
         }
       }
       view(this.buffers, l.bn.runMean).set(mean);
-      view(this.buffers, l.bn.runVar).set(m2.map((v) => v / Math.max(ex.n - 1, 1)));
+      view(this.buffers, l.bn.runVar).set(
+        m2.map((v) => v / Math.max(ex.n * l.positions - 1, 1)),
+      );
     });
   }
 
@@ -298,7 +321,7 @@ export class CpuModel {
     return {
       step,
       tanh: this.layout.layers.flatMap((l, i) =>
-        l.tanh
+        l.act === "tanh"
           ? [{
             t: Float32Array.from(this.#caches[i].t),
             dt: Float32Array.from(this.#caches[i].dt),

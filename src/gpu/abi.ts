@@ -9,6 +9,8 @@
  * Field names are the WGSL names (snake_case), on the host too: one vocabulary.
  */
 
+import type { Activation } from "../layers.ts";
+
 /** The scalar types a uniform field may have: 4 bytes each, so a struct is a flat array. */
 export type Scalar = "u32" | "f32";
 
@@ -94,7 +96,7 @@ export const OP = new Struct(
   "One layer (or the embedding, or the loss), as the kernels see it.",
   [
     ["index", "u32", "layer number"],
-    ["flags", "u32", "HAS_BIAS | HAS_BN | HAS_TANH"],
+    ["flags", "u32", "HAS_BIAS | HAS_BN | HAS_TANH | HAS_RELU | PREV_APART"],
     ["n_in", "u32", "input features"],
     ["n_out", "u32", "output features"],
     ["in_q", "u32", "input row length in vec4 (n_in rounded up, / 4)"],
@@ -113,9 +115,11 @@ export const OP = new Struct(
     ["dw_groups", "u32", "linear_backward: workgroups computing dW (the rest compute dx)"],
     ["momentum", "f32", "BatchNorm running-statistics momentum"],
     ["eps", "f32", "BatchNorm epsilon"],
+    ["positions", "u32", "rows per example at this op (its row count is step.rows times this)"],
+    ["group", "u32", "embedding: tokens joined in each output row (its FlattenConsecutive)"],
     ["embd", "u32", "embedding: dimensions per token"],
     ["embd_q", "u32", "embedding: a table row's length in vec4 (embd rounded up, / 4)"],
-    ["block", "u32", "embedding: tokens per context"],
+    ["block", "u32", "tokens per example: its context (where D's targets start)"],
     ["vocab", "u32", "embedding: table rows"],
     ["diag", "u32", "DIAG: offset of this op's partial moments in a step's moments"],
     ["snap_w", "u32", "DIAG: offset of this op's weight gradient [4 in_q][4 out_q] in a snapshot"],
@@ -148,6 +152,12 @@ export const CONSTANTS = {
   HAS_BIAS: constant(1, "Op.flags: the layer adds a bias"),
   HAS_BN: constant(2, "Op.flags: the layer has a BatchNorm"),
   HAS_TANH: constant(4, "Op.flags: the layer ends in tanh"),
+  HAS_RELU: constant(8, "Op.flags: the layer ends in ReLU"),
+  PREV_APART: constant(
+    16,
+    "Op.flags: the previous layer's activation and BatchNorm backward run in a dispatch of " +
+      "their own (a FlattenConsecutive between the two changes the rows)",
+  ),
   WINDOW: constant(
     4096,
     "vec4 in a uniform window: 64 KiB, the most a uniform binding may hold",
@@ -155,6 +165,12 @@ export const CONSTANTS = {
 } as const;
 
 export type ConstantName = keyof typeof CONSTANTS;
+
+/** Each activation's Op flag (shaders/activation.wgsl reads them). */
+export const ACTIVATION_FLAGS: Readonly<Record<Activation, number>> = {
+  tanh: CONSTANTS.HAS_TANH.value,
+  relu: CONSTANTS.HAS_RELU.value,
+};
 
 /** A constant's value, for the host. */
 export const C = Object.fromEntries(

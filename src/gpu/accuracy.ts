@@ -26,6 +26,7 @@
  */
 
 import { embeddingBackward, embeddingForward } from "../cpu/embedding.ts";
+import type { Activation } from "../layers.ts";
 import { linearBackward, linearForward } from "../cpu/linear.ts";
 import { roundUp4 } from "./layout.ts";
 
@@ -373,3 +374,27 @@ export function recoveredGradientBound(
     ),
   };
 }
+
+/** t = max(y, 0), exact: y's own error carries through (relu' is at most 1). */
+export function reluForwardBound(y: Bounded): Bounded {
+  return { ref: y.ref.map((v) => Math.max(v, 0)), bound: y.bound };
+}
+
+/** dy = dt where the kernel's own t > 0, else 0: an exact choice, dt's error where it passes. */
+export function reluBackwardBound(dt: Bounded, t: ArrayLike<number>): Bounded {
+  return {
+    ref: dt.ref.map((d, i) => (t[i] > 0 ? d : 0)),
+    bound: dt.bound.map((b, i) => (t[i] > 0 ? b : 0) + TINY),
+  };
+}
+
+/** Each activation's bounds, forward and backward. */
+export const ACTIVATION_BOUNDS: Readonly<
+  Record<Activation, {
+    forward(y: Bounded): Bounded;
+    backward(dt: Bounded, t: ArrayLike<number>): Bounded;
+  }>
+> = {
+  tanh: { forward: tanhForwardBound, backward: tanhBackwardBound },
+  relu: { forward: reluForwardBound, backward: reluBackwardBound },
+};

@@ -70,6 +70,32 @@ export interface KernelFamily {
   iterations(plan: Plan, d: Dispatch): number;
 }
 
+/** The rows a dispatch's op works on: its examples times the op's rows per example. */
+export const opRows = (plan: Plan, d: Dispatch): number => d.rows * plan.ops[d.op].positions;
+
+/**
+ * The standalone BatchNorm backward of layer i - 1 (shaders/batchnorm_backward.wgsl), where a
+ * FlattenConsecutive before layer i keeps it out of layer i's input gradient (PREV_APART); with
+ * layer i's op, so that `prev` is the layer it acts on.
+ */
+export function apartBackward(plan: Plan, i: number, rows: number): Dispatch[] {
+  const f = plan.ops[i + 1];
+  if (!(f.flags & C.PREV_APART)) return [];
+  return [{
+    kernel: "batchnormBackward",
+    op: i + 1,
+    groups: [plan.ops[i].out_q, 1],
+    rows,
+    train: true,
+  }];
+}
+
+/** The loops of the standalone BatchNorm backward: two over the layer's rows, two sums. */
+export function apartIterations(plan: Plan, d: Dispatch, wg: number): number {
+  const rows = d.rows * plan.ops[d.op - 1].positions;
+  return 2 * loop(Math.ceil(rows / wg)) + 2 * loop(Math.log2(wg));
+}
+
 /** A loop of n iterations, as llvmpipe's limiter counts it (n passes and the exit test). */
 export const loop = (n: number): number => n + 1;
 
@@ -110,6 +136,7 @@ export function lossDispatch(
  * an output BatchNorm its backward: two passes over the batch per column.
  */
 export function crossEntropyIterations(plan: Plan, d: Dispatch, wg: number): number {
+  // The output has one row per example: d.rows rows.
   const f = plan.ops[d.op];
   const perInvocation = Math.ceil(d.rows / (d.groups[0] * wg));
   let n = loop(perInvocation) + perInvocation * (d.train ? 3 : 2) * loop(f.out_q) +

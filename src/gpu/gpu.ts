@@ -18,18 +18,22 @@
 
 import { BINDINGS_WITHOUT_WINDOWS, C, constant } from "./abi.ts";
 import {
+  apartBackward,
+  apartIterations,
   crossEntropyIterations,
   type Dispatch,
   type EntryPoint,
   type KernelFamily,
   loop,
   lossDispatch,
+  opRows,
 } from "./family.ts";
 
 const G_ROWS = 32; // rows of one column per linear workgroup (outputs, in the weight gradient)
 const G_SLICES = 8; // slices of each output's sum
 const GPU_WG = G_ROWS * G_SLICES;
 const EMB_WG = 64; // positions in parallel per embedding element
+const BN_WG = 64; // batchnorm_backward: rows in parallel per column
 const CE_WG = 64;
 const CE_MAX_GROUPS = 64;
 const EMBED_WG = 64;
@@ -41,6 +45,7 @@ const CONSTANTS = {
   G_SLICES: constant(G_SLICES, "linear: slices of each output's sum, added in workgroup memory"),
   GPU_WG: constant(GPU_WG, "linear: invocations per workgroup"),
   EMB_WG: constant(EMB_WG, "embedding_backward: positions in parallel per element"),
+  BN_WG: constant(BN_WG, "batchnorm_backward: rows in parallel per column"),
   CE_WG: constant(CE_WG, "cross_entropy: invocations per workgroup"),
   EMBED_WG: constant(EMBED_WG, "embedding_forward: vec4 of x per workgroup"),
   // embedding.wgsl's backward, compiled with its forward but not dispatched by this family.
@@ -62,6 +67,7 @@ const ENTRY_POINTS: Record<string, EntryPoint> = {
   matmulBackward: entry("gpu/linear.wgsl", "matmul_backward", GPU_WG, { DIAG: 0 }),
   matmulBackwardDiag: entry("gpu/linear.wgsl", "matmul_backward", GPU_WG, { DIAG: 1 }),
   crossEntropy: entry("cross_entropy.wgsl", "cross_entropy", CE_WG),
+  batchnormBackward: entry("batchnorm_backward.wgsl", "batchnorm_backward", BN_WG),
 };
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -87,6 +93,7 @@ export const gpu: KernelFamily = {
     "gpu/embedding.wgsl",
     "gpu/linear.wgsl",
     "cross_entropy.wgsl",
+    "batchnorm_backward.wgsl",
   ],
   maxLossGroups: CE_MAX_GROUPS,
 
@@ -101,7 +108,8 @@ export const gpu: KernelFamily = {
   },
 
   embed(plan, rows) {
-    const groups = [ceil(rows * plan.ops[0].out_q, EMBED_WG), 1] as const;
+    const e = plan.ops[0];
+    const groups = [ceil(rows * e.positions * e.out_q, EMBED_WG), 1] as const;
     return { kernel: "embeddingForward", op: 0, groups, rows, train: true };
   },
 
@@ -110,7 +118,7 @@ export const gpu: KernelFamily = {
     return [{
       kernel: "matmulForward",
       op: i + 1,
-      groups: [f.out_q, rowGroups(f.flags, rows, train)],
+      groups: [f.out_q, rowGroups(f.flags, rows * f.positions, train)],
       rows,
       train,
     }];
@@ -123,19 +131,20 @@ export const gpu: KernelFamily = {
     const list: Dispatch[] = [];
     for (let i = plan.layers.length - 1; i >= 0; i--) {
       const f = plan.ops[i + 1];
+      // The previous layer's BatchNorm, when its backward is fused here, needs whole columns.
+      const fused = (f.flags & C.PREV_APART) ? 0 : plan.ops[i].flags;
       list.push({
         kernel: diag ? "matmulBackwardDiag" : "matmulBackward",
         op: i + 1,
-        groups: [f.dw_groups + f.in_q * rowGroups(plan.ops[i].flags, rows, true), 1],
+        groups: [f.dw_groups + f.in_q * rowGroups(fused, rows * f.positions, true), 1],
         rows,
         train: true,
-      });
+      }, ...apartBackward(plan, i, rows));
     }
-    const { vocabSize, nEmbd } = plan.config;
     list.push({
       kernel: "embeddingBackward" + (diag ? "Diag" : ""),
       op: 0,
-      groups: [vocabSize, ceil(nEmbd, 4)],
+      groups: [plan.config.vocabSize, ceil(plan.ops[0].embd, 4)],
       rows,
       train: true,
     });
@@ -153,7 +162,7 @@ export const gpu: KernelFamily = {
       case "embeddingForward":
         return 0; // its one loop has the literal bound 4: unrolled
       case "matmulForward": {
-        const blocks = ceil(d.rows, G_ROWS * d.groups[1]);
+        const blocks = ceil(opRows(plan, d), G_ROWS * d.groups[1]);
         const bn = (f.flags & C.HAS_BN) !== 0;
         // The row blocks, then with BatchNorm: two more row loops, two sums over the owners.
         return loop(blocks) + blocks * slices(f.in_q) +
@@ -161,15 +170,18 @@ export const gpu: KernelFamily = {
       }
       case "matmulBackward":
       case "matmulBackwardDiag": {
-        const dw = slices(d.rows) + (d.kernel.endsWith("Diag") ? tree(GPU_WG) : 0);
-        const bn = (plan.ops[d.op - 1].flags & C.HAS_BN) !== 0;
-        const blocks = bn ? ceil(d.rows, G_ROWS) : 1;
+        const R = opRows(plan, d);
+        const dw = slices(R) + (d.kernel.endsWith("Diag") ? tree(GPU_WG) : 0);
+        const bn = !(f.flags & C.PREV_APART) && (plan.ops[d.op - 1].flags & C.HAS_BN) !== 0;
+        const blocks = bn ? ceil(R, G_ROWS) : 1;
         const dx = loop(blocks) + blocks * slices(f.out_q) +
           (bn ? loop(blocks) + 2 * tree(G_ROWS) : 0);
         return Math.max(dw, dx);
       }
       case "crossEntropy":
         return crossEntropyIterations(plan, d, CE_WG);
+      case "batchnormBackward":
+        return apartIterations(plan, d, BN_WG);
       default: // embedding_backward
         return loop(ceil(d.rows * plan.config.blockSize, EMB_WG)) + tree(EMB_WG) + loop(4);
     }

@@ -272,8 +272,11 @@ export class GpuModel {
     return {
       step,
       tanh: this.layout.layers.flatMap((l, i) =>
-        l.tanh
-          ? [{ t: acts.layers[i].t, dt: unpad(snap, ops[i + 1].snap_dt, this.batchSize, l.nOut) }]
+        l.act === "tanh"
+          ? [{
+            t: acts.layers[i].t,
+            dt: unpad(snap, ops[i + 1].snap_dt, this.batchSize * l.positions, l.nOut),
+          }]
           : []
       ),
       weights: [
@@ -384,14 +387,16 @@ export class GpuModel {
     ]);
     const act = [act0, act1];
     const grad = [grad0, grad1];
-    const K0 = this.config.blockSize * this.config.nEmbd;
+    // The embedding's rows join `group` tokens; layer l has rows * positions rows.
+    const { group, positions } = this.layout;
+    const K0 = group * this.layout.embedding.shape[1];
     return {
-      x0: unpad(act[1], regions.x0 * 4, rows, K0),
-      dx0: unpad(grad[1], regions.dx0 * 4, rows, K0),
+      x0: unpad(act[1], regions.x0 * 4, rows * positions, K0),
+      dx0: unpad(grad[1], regions.dx0 * 4, rows * positions, K0),
       layers: this.layout.layers.map((l, i) => ({
-        h: unpad(act[i % 2], regions.h[i] * 4, rows, l.nOut),
-        t: unpad(act[i % 2], regions.t[i] * 4, rows, l.nOut),
-        dh: unpad(grad[i % 2], regions.dh[i] * 4, rows, l.nOut),
+        h: unpad(act[i % 2], regions.h[i] * 4, rows * l.positions, l.nOut),
+        t: unpad(act[i % 2], regions.t[i] * 4, rows * l.positions, l.nOut),
+        dh: unpad(grad[i % 2], regions.dh[i] * 4, rows * l.positions, l.nOut),
         mean: unpad(act[i % 2], regions.stats[i] * 4, 1, l.nOut),
         variance: unpad(act[i % 2], (regions.stats[i] + roundUp4(l.nOut) / 4) * 4, 1, l.nOut),
       })),

@@ -218,7 +218,7 @@ export async function calibrate(
         if (store) {
           const { buffer, offset } = store.at(p.first);
           const x = regions.t[i - 1] * 16;
-          const bytes = p.rows * f.in_q * 16;
+          const bytes = p.rows * f.positions * f.in_q * 16;
           enc.copyBufferToBuffer(buffer, offset, res.activations[(i - 1) % 2], x, bytes);
         }
         const loss = family.loss(plan, p.rows, false);
@@ -244,7 +244,8 @@ export async function calibrate(
   try {
     for (let i = 0; i < L; i++) {
       const f = ops[i + 1];
-      const rowBytes = f.out_q * 16;
+      // Bytes of one example at this layer: its `positions` rows.
+      const rowBytes = f.positions * f.out_q * 16;
       if (layers[i].bn) {
         // Pass A: h over the split, read back, its column statistics.
         const stats = new ColumnStats(4 * f.out_q);
@@ -262,7 +263,11 @@ export async function calibrate(
           const values = await mapFloats(buf!);
           buf = null;
           passes.forEach((p, slot) =>
-            stats.add(values.subarray(slot * rows * 4 * f.out_q), p.rows, 4 * f.out_q)
+            stats.add(
+              values.subarray(slot * rows * f.positions * 4 * f.out_q),
+              p.rows * f.positions,
+              4 * f.out_q,
+            )
           );
         });
         if (!ok) return NaN;
@@ -272,7 +277,7 @@ export async function calibrate(
       }
       // Pass B: the layer's output with its statistics set, into the next store; after the
       // last layer, the loss.
-      const next = i === L - 1 ? null : new RowStore(device, ex.n, f.out_q, rows);
+      const next = i === L - 1 ? null : new RowStore(device, ex.n, f.positions * f.out_q, rows);
       const ok = await sweep(i, next === null, (enc, p) => {
         if (!next) return;
         const { buffer, offset } = next.at(p.first);

@@ -14,7 +14,7 @@
 
 import { UserError } from "../errors.ts";
 import { type LayerSpec, type ModelConfig, type ModelLayout, modelLayout } from "../model.ts";
-import { C, type OpValues } from "./abi.ts";
+import { ACTIVATION_FLAGS, C, type OpValues } from "./abi.ts";
 import { type Dispatch, forward, type KernelFamily } from "./family.ts";
 import { type GpuLayouts, gpuLayouts, roundUp4 } from "./layout.ts";
 
@@ -26,6 +26,11 @@ export const EVAL_PASSES = 256;
 export const SUBMIT_ROWS = 32_768;
 /** llvmpipe stops the loops of an invocation after this many iterations (src/gpu/software.ts). */
 export const LLVMPIPE_LOOP_CAP = 65_536;
+
+/** vec4 per row of the embedding's output: its group of tokens' dimensions, padded. */
+export function embeddingQuads(layout: ModelLayout): number {
+  return roundUp4(layout.group * layout.embedding.shape[1]) / 4;
+}
 
 /** Region offsets (in vec4) of one activation or gradient buffer. */
 class Regions {
@@ -58,21 +63,24 @@ export interface ActivationRegions {
 export function activationRegions(config: ModelConfig, rows: number): ActivationRegions {
   const act = [new Regions(), new Regions()];
   const grad = [new Regions(), new Regions()];
-  const inQ0 = roundUp4(config.blockSize * config.nEmbd) / 4;
-  const x0 = act[1].take(rows * inQ0);
-  const dx0 = grad[1].take(rows * inQ0);
-  let perRow = 2 * inQ0;
+  const layout = modelLayout(config);
+  // Each example has `positions` rows at each op (its FlattenConsecutive joins them).
+  const inQ0 = embeddingQuads(layout);
+  const x0 = act[1].take(rows * layout.positions * inQ0);
+  const dx0 = grad[1].take(rows * layout.positions * inQ0);
+  let perRow = 2 * layout.positions * inQ0;
   const h: number[] = [];
   const t: number[] = [];
   const stats: number[] = [];
   const dh: number[] = [];
-  modelLayout(config).layers.forEach((l, i) => {
+  layout.layers.forEach((l, i) => {
     const outQ = roundUp4(l.nOut) / 4;
-    h.push(act[i % 2].take(rows * outQ));
-    t.push(act[i % 2].take(rows * outQ));
+    const n = rows * l.positions * outQ;
+    h.push(act[i % 2].take(n));
+    t.push(act[i % 2].take(n));
     stats.push(act[i % 2].take(2 * outQ));
-    dh.push(grad[i % 2].take(rows * outQ));
-    perRow += 3 * outQ;
+    dh.push(grad[i % 2].take(n));
+    perRow += 3 * l.positions * outQ;
   });
   return {
     actQuads: [act[0].size, act[1].size],
@@ -142,7 +150,8 @@ function opValues(
   regions: ActivationRegions,
   batchSize: number,
 ): { ops: OpValues[]; momentsSize: number; snapSize: number } {
-  const { blockSize: T, nEmbd: E, vocabSize: V } = config;
+  const { blockSize: T, vocabSize: V } = config;
+  const E = layout.embedding.shape[1];
   const P = tensors.params;
   // The running statistics follow the parameters in the same buffer.
   const run = (name: string) => P.size / 4 + tensors.running.quad(name);
@@ -167,6 +176,8 @@ function opValues(
     dw_groups: 0,
     momentum: config.bnMomentum,
     eps: config.bnEps,
+    positions: 1,
+    group: layout.group,
     embd: E,
     embd_q: roundUp4(E) / 4,
     block: T,
@@ -176,13 +187,14 @@ function opValues(
     snap_dt: C.NONE,
   };
   // Diagnostics in Host: each op's moment partials, and in a snapshot each weight gradient
-  // (padded as W: [4 in_q][4 out_q]) and each tanh layer's dt (padded: [batch][4 out_q]).
+  // (padded as W: [4 in_q][4 out_q]) and each tanh layer's dt (padded: [rows][4 out_q]).
   let moments = family.embeddingMomentFloats(V, E);
   let snap = roundUp4(V * E);
   const ops: OpValues[] = [{
     ...zero,
-    n_out: T * E,
-    out_q: roundUp4(T * E) / 4,
+    n_out: layout.group * E,
+    out_q: embeddingQuads(layout),
+    positions: layout.positions,
     t: regions.x0,
     dh: regions.dx0,
     w: P.quad(layout.embedding.name),
@@ -191,15 +203,22 @@ function opValues(
     const inQ = roundUp4(l.nIn) / 4;
     const outQ = roundUp4(l.nOut) / 4;
     const shape = family.layerShape(inQ, outQ);
-    const flags = (l.bias ? C.HAS_BIAS : 0) | (l.bn ? C.HAS_BN : 0) | (l.tanh ? C.HAS_TANH : 0);
+    const prev = layout.layers[i - 1];
+    // The previous layer's BatchNorm backward cannot ride along where a FlattenConsecutive
+    // joins its rows: its column sums run over rows that this layer's columns cut across.
+    const apart = i > 0 && l.flatten > 1 && prev.bn !== null;
+    const flags = (l.bias ? C.HAS_BIAS : 0) | (l.bn ? C.HAS_BN : 0) |
+      (l.act ? ACTIVATION_FLAGS[l.act] : 0) | (apart ? C.PREV_APART : 0);
     const snapW = snap;
     snap += 16 * inQ * outQ;
-    const snapDt = l.tanh ? snap : C.NONE;
-    if (l.tanh) snap += batchSize * 4 * outQ;
+    const tanh = l.act === "tanh";
+    const snapDt = tanh ? snap : C.NONE;
+    if (tanh) snap += batchSize * l.positions * 4 * outQ;
     ops.push({
       ...zero,
       index: i,
       flags,
+      positions: l.positions,
       n_in: l.nIn,
       n_out: l.nOut,
       in_q: inQ,

@@ -13,9 +13,11 @@
  * a few ULPs of its op, and any conformant GPU meets it.
  */
 
+import { parseNetwork, summary } from "../layers.ts";
 import { initModel, type ModelConfig, modelLayout, PRESETS, type Tensor, view } from "../model.ts";
 import { Rng } from "../rng.ts";
 import {
+  ACTIVATION_BOUNDS,
   batchMeanBound,
   batchnormBackwardBound,
   batchnormForwardBound,
@@ -32,7 +34,6 @@ import {
   runningUpdateBound,
   TANH_ABS,
   tanhBackwardBound,
-  tanhForwardBound,
 } from "./accuracy.ts";
 import type { Gpu } from "./device.ts";
 import type { FamilyName } from "./family.ts";
@@ -49,6 +50,13 @@ export interface Comparison {
   readonly name: string;
   readonly error: number;
   readonly tolerance: number;
+}
+
+/** A config from a list of layers, as written (the seed preset's other settings). */
+function listed(text: string, o: { vocabSize: number; blockSize: number }): ModelConfig {
+  const layers = parseNetwork(text);
+  if (typeof layers === "string") throw new Error(layers);
+  return { ...PRESETS.seed.model, ...o, layers, ...summary(layers) };
 }
 
 /** The shapes the kernels are checked on: multiples of nothing convenient, and the presets. */
@@ -102,6 +110,28 @@ export const KERNEL_CASES: readonly { name: string; config: ModelConfig; batch: 
       outputInit: 0.1,
     },
     batch: 9,
+  },
+  // makemore part 5's shape: FlattenConsecutive joins the rows two by two (BatchNorm over every
+  // row of a block; the previous BatchNorm's backward then in a dispatch of its own), a ReLU
+  // block, an odd embedding joined by the embedding itself.
+  {
+    name: "hierarchical, FlattenConsecutive, ReLU",
+    config: listed(
+      "Embedding(5) FlattenConsecutive(2) Linear(12, bias=False) BatchNorm1d Tanh " +
+        "FlattenConsecutive(2) Linear(8, bias=False) BatchNorm1d ReLU FlattenConsecutive(2) " +
+        "Linear(12) Tanh Linear BatchNorm1d",
+      { vocabSize: 11, blockSize: 8 },
+    ),
+    batch: 5,
+  },
+  {
+    name: "hierarchical, no BatchNorm",
+    config: listed(
+      "Embedding(3) FlattenConsecutive(3) Linear(16) ReLU FlattenConsecutive(2) Linear(8) " +
+        "Tanh Linear",
+      { vocabSize: 7, blockSize: 6 },
+    ),
+    batch: 6,
   },
   // 40 rows x 105 vec4 overflow the 64 KiB uniform windows: the storage-buffer kernels.
   {
@@ -171,16 +201,18 @@ export async function checkStep(
     const inputs = layers.map((_, i) => (i === 0 ? acts.x0 : acts.layers[i - 1].t));
     layers.forEach((l, i) => {
       const g = acts.layers[i];
+      const R = B * l.positions; // the layer's rows
+      const act = (y: Bounded) => l.act ? ACTIVATION_BOUNDS[l.act].forward(y) : y;
       const bias = l.bias ? view(p, l.bias) : null;
-      const h = linearForwardBound(inputs[i], view(p, l.weight), bias, B, l.nIn, l.nOut);
+      const h = linearForwardBound(inputs[i], view(p, l.weight), bias, R, l.nIn, l.nOut);
       if (!l.bn) {
-        // Without BatchNorm h is not kept: the kernel writes t = h, or tanh(h).
-        check(`layer ${i} forward: t`, g.t, l.tanh ? tanhForwardBound(h) : h);
+        // Without BatchNorm h is not kept: the kernel writes t = h, or act(h).
+        check(`layer ${i} forward: t`, g.t, act(h));
         return;
       }
       check(`layer ${i} forward: h`, g.h, h);
-      check(`layer ${i} forward: batch mean`, g.mean, batchMeanBound(g.h, B, l.nOut));
-      const variance = batchVarianceBound(g.h, g.mean, B, l.nOut);
+      check(`layer ${i} forward: batch mean`, g.mean, batchMeanBound(g.h, R, l.nOut));
+      const variance = batchVarianceBound(g.h, g.mean, R, l.nOut);
       check(`layer ${i} forward: batch variance`, g.variance, variance);
       const y = batchnormForwardBound(
         g.h,
@@ -189,10 +221,10 @@ export async function checkStep(
         view(p, l.bn.gamma),
         view(p, l.bn.beta),
         eps,
-        B,
+        R,
         l.nOut,
       );
-      check(`layer ${i} forward: t`, g.t, l.tanh ? tanhForwardBound(y) : y);
+      check(`layer ${i} forward: t`, g.t, act(y));
       const run = init.buffers;
       running.set(
         l.bn.runMean.name,
@@ -211,7 +243,8 @@ export async function checkStep(
     for (let i = L - 1; i >= 0; i--) {
       const l = layers[i];
       const g = acts.layers[i];
-      const dy = l.tanh ? tanhBackwardBound(dt, g.t) : dt;
+      const R = B * l.positions;
+      const dy = l.act ? ACTIVATION_BOUNDS[l.act].backward(dt, g.t) : dt;
       let dh = dy;
       if (l.bn) {
         const bn = batchnormBackwardBound(
@@ -221,7 +254,7 @@ export async function checkStep(
           g.variance,
           view(p, l.bn.gamma),
           eps,
-          B,
+          R,
           l.nOut,
         );
         dh = bn.dh;
@@ -231,7 +264,7 @@ export async function checkStep(
       const by = i === L - 1 ? "cross_entropy" : `layer ${i + 1} backward`;
       check(`${by}: dh of layer ${i}`, g.dh, dh);
       // The layer's own backward, from the dh the GPU computed.
-      const lb = linearBackwardBound(g.dh, inputs[i], view(p, l.weight), B, l.nIn, l.nOut);
+      const lb = linearBackwardBound(g.dh, inputs[i], view(p, l.weight), R, l.nIn, l.nOut);
       grads.set(l.weight.name, lb.dW);
       if (l.bias) grads.set(l.bias.name, lb.db);
       dt = lb.dx;

@@ -11,6 +11,8 @@ import type { KernelFamily } from "./family.ts";
 import common from "../../shaders/common.wgsl" with { type: "text" };
 import sgd from "../../shaders/sgd.wgsl" with { type: "text" };
 import tanh from "../../shaders/tanh.wgsl" with { type: "text" };
+import activation from "../../shaders/activation.wgsl" with { type: "text" };
+import batchnormBackward from "../../shaders/batchnorm_backward.wgsl" with { type: "text" };
 import batchnorm from "../../shaders/batchnorm.wgsl" with { type: "text" };
 import embedding from "../../shaders/embedding.wgsl" with { type: "text" };
 import linear from "../../shaders/linear.wgsl" with { type: "text" };
@@ -23,6 +25,8 @@ export const SHADERS: Readonly<Record<string, string>> = {
   "common.wgsl": common,
   "sgd.wgsl": sgd,
   "tanh.wgsl": tanh,
+  "activation.wgsl": activation,
+  "batchnorm_backward.wgsl": batchnormBackward,
   "batchnorm.wgsl": batchnorm,
   "embedding.wgsl": embedding,
   "linear.wgsl": linear,
@@ -32,7 +36,7 @@ export const SHADERS: Readonly<Record<string, string>> = {
 };
 
 /** Function libraries compiled before every kernel file, after common.wgsl. */
-const LIBRARIES = ["common.wgsl", "sgd.wgsl", "tanh.wgsl", "batchnorm.wgsl"];
+const LIBRARIES = ["common.wgsl", "sgd.wgsl", "tanh.wgsl", "activation.wgsl", "batchnorm.wgsl"];
 
 /** The whole WGSL text of one kernel file of a family, as it is compiled. */
 export function kernelSource(family: KernelFamily, file: string): string {

@@ -21,12 +21,15 @@
 
 import { ALL_BINDINGS, C, constant } from "./abi.ts";
 import {
+  apartBackward,
+  apartIterations,
   crossEntropyIterations,
   type Dispatch,
   type EntryPoint,
   type KernelFamily,
   loop,
   lossDispatch,
+  opRows,
 } from "./family.ts";
 import type { Plan } from "./plan.ts";
 
@@ -38,6 +41,7 @@ const CE_WG = 64; // cross_entropy's workgroup
 const CE_MAX_GROUPS = 16; // the most workgroups of an evaluation pass's cross_entropy
 const EMBED_WG = 64; // embedding_forward: vec4 of x per workgroup
 const EMBED_TOKENS = 8; // embedding_backward: tokens (lanes) per workgroup
+const BN_WG = 64; // batchnorm_backward: rows in parallel per column
 
 const CONSTANTS = {
   RB: constant(RB, "linear: rows per invocation"),
@@ -47,6 +51,7 @@ const CONSTANTS = {
   CE_WG: constant(CE_WG, "cross_entropy: invocations per workgroup"),
   EMBED_WG: constant(EMBED_WG, "embedding_forward: vec4 of x per workgroup"),
   EMBED_TOKENS: constant(EMBED_TOKENS, "embedding_backward: tokens per workgroup"),
+  BN_WG: constant(BN_WG, "batchnorm_backward: rows in parallel per column"),
 };
 
 /** Variant names: WINDOWS reads the shared operand through uniform windows, DIAG collects. */
@@ -81,6 +86,7 @@ const ENTRY_POINTS: Record<string, EntryPoint> = Object.fromEntries([
   ...variants("linearForward", "linear.wgsl", "linear_forward", WX * WY, ["WINDOWS"]),
   ...variants("linearBackward", "linear.wgsl", "linear_backward", WX * WY, ["WINDOWS", "DIAG"]),
   ...variants("crossEntropy", "cross_entropy.wgsl", "cross_entropy", CE_WG, []),
+  ...variants("batchnormBackward", "batchnorm_backward.wgsl", "batchnorm_backward", BN_WG, []),
 ]);
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -88,14 +94,16 @@ const ceil = (a: number, b: number) => Math.ceil(a / b);
 /** Whether `rows` rows of `quads` vec4 fit one uniform window. */
 const fits = (rows: number, quads: number) => rows * quads <= C.WINDOW;
 
+const ACT = C.HAS_TANH | C.HAS_RELU;
+
 /** Iterations of linear_forward's busiest invocation (lid.y = wg.y = 0). */
 function forwardIterations(plan: Plan, d: Dispatch): number {
   const f = plan.ops[d.op];
-  const blocks = ceil(d.rows, d.groups[1] * WY * RB);
+  const blocks = ceil(opRows(plan, d), d.groups[1] * WY * RB);
   const rowLoop = (body: number) => loop(blocks) + blocks * body;
   const n = rowLoop(loop(RB) + loop(f.in_q) + f.in_q * loop(RB) + loop(RB));
   const bn = (f.flags & C.HAS_BN) !== 0;
-  if (!bn) return n + ((f.flags & C.HAS_TANH) ? rowLoop(loop(RB)) : 0);
+  if (!bn) return n + ((f.flags & ACT) ? rowLoop(loop(RB)) : 0);
   // The batch statistics' loops, counted whether or not this pass measures them.
   return n + 2 * loop(WY) + rowLoop(loop(RB)) + rowLoop(loop(RB));
 }
@@ -104,14 +112,16 @@ function forwardIterations(plan: Plan, d: Dispatch): number {
 function backwardIterations(plan: Plan, d: Dispatch, diag: boolean): number {
   const f = plan.ops[d.op];
   const prev = plan.ops[d.op - 1];
-  const dw = loop(RK) + loop(d.rows) + d.rows * loop(RK / 4) + loop(RK) + (diag ? loop(RK) : 0);
-  const blocks = ceil(d.rows, WY * RB);
+  const R = opRows(plan, d);
+  const dw = loop(RK) + loop(R) + R * loop(RK / 4) + loop(RK) + (diag ? loop(RK) : 0);
+  const blocks = ceil(R, WY * RB);
   const rowLoop = (body: number) => loop(blocks) + blocks * body;
   let dx = rowLoop(
     loop(RB) + loop(f.out_q) + f.out_q * loop(RB) + loop(RB) + (diag ? loop(RB) : 0),
   );
-  const bn = (prev.flags & C.HAS_BN) !== 0;
-  if (bn || (prev.flags & C.HAS_TANH)) dx += rowLoop(loop(RB));
+  const fused = !(f.flags & C.PREV_APART);
+  const bn = fused && (prev.flags & C.HAS_BN) !== 0;
+  if (bn || (fused && (prev.flags & ACT))) dx += rowLoop(loop(RB));
   if (bn) dx += 2 * loop(WY) + rowLoop(loop(RB));
   return Math.max(dw, dx);
 }
@@ -121,7 +131,7 @@ export const software: KernelFamily = {
   constants: CONSTANTS,
   entryPoints: ENTRY_POINTS,
   bindings: ALL_BINDINGS,
-  files: ["embedding.wgsl", "linear.wgsl", "cross_entropy.wgsl"],
+  files: ["embedding.wgsl", "linear.wgsl", "cross_entropy.wgsl", "batchnorm_backward.wgsl"],
   maxLossGroups: CE_MAX_GROUPS,
 
   layerShape(inQ, outQ) {
@@ -135,18 +145,20 @@ export const software: KernelFamily = {
   },
 
   embed(plan, rows) {
-    const groups = [ceil(rows * plan.ops[0].out_q, EMBED_WG), 1] as const;
+    const e = plan.ops[0];
+    const groups = [ceil(rows * e.positions * e.out_q, EMBED_WG), 1] as const;
     return { kernel: "embeddingForward", op: 0, groups, rows, train: true };
   },
 
   layer(plan, i, rows, train) {
     const f = plan.ops[i + 1];
+    const R = rows * f.positions;
     // Batch statistics need every row in one workgroup; otherwise rows split over many.
     const batchStats = (f.flags & C.HAS_BN) !== 0 && train;
     return [{
-      kernel: fits(rows, f.in_q) ? "linearForwardWindowed" : "linearForward",
+      kernel: fits(R, f.in_q) ? "linearForwardWindowed" : "linearForward",
       op: i + 1,
-      groups: [ceil(f.out_q, WX), batchStats ? 1 : ceil(rows, RB)],
+      groups: [ceil(f.out_q, WX), batchStats ? 1 : ceil(R, RB)],
       rows,
       train,
     }];
@@ -160,19 +172,20 @@ export const software: KernelFamily = {
     const list: Dispatch[] = [];
     for (let i = plan.layers.length - 1; i >= 0; i--) {
       const f = plan.ops[i + 1];
+      const R = rows * f.positions;
       list.push({
-        kernel: "linearBackward" + suffix(fits(rows, f.in_q) && fits(rows, f.out_q)),
+        kernel: "linearBackward" + suffix(fits(R, f.in_q) && fits(R, f.out_q)),
         op: i + 1,
         groups: [f.dw_groups + ceil(f.in_q, WX), 1],
         rows,
         train: true,
-      });
+      }, ...apartBackward(plan, i, rows));
     }
-    const { vocabSize, nEmbd } = plan.config;
+    const e = plan.ops[0];
     list.push({
-      kernel: "embeddingBackward" + suffix(fits(rows, plan.ops[0].out_q)),
+      kernel: "embeddingBackward" + suffix(fits(rows * e.positions, e.out_q)),
       op: 0,
-      groups: [ceil(vocabSize, EMBED_TOKENS), ceil(nEmbd, 4)],
+      groups: [ceil(plan.config.vocabSize, EMBED_TOKENS), ceil(e.embd, 4)],
       rows,
       train: true,
     });
@@ -182,7 +195,9 @@ export const software: KernelFamily = {
   evalRows(plan, first, last) {
     // The most rows whose operand still fits a uniform window (llvmpipe loads those several
     // times faster than storage), unless that is too few to be worth a dispatch.
-    const widest = Math.max(...plan.ops.slice(first + 1, last + 2).map((f) => f.in_q));
+    const widest = Math.max(
+      ...plan.ops.slice(first + 1, last + 2).map((f) => f.positions * f.in_q),
+    );
     const windowed = Math.floor(C.WINDOW / widest);
     return Math.min(plan.evalRows, windowed >= RB ? windowed : plan.evalRows);
   },
@@ -194,9 +209,10 @@ export const software: KernelFamily = {
     if (d.kernel === "crossEntropy") {
       return crossEntropyIterations(plan, d, CE_WG);
     }
-    const { blockSize } = plan.config;
+    if (d.kernel === "batchnormBackward") return apartIterations(plan, d, BN_WG);
     if (d.kernel === "embeddingForward") return 0; // one loop over the literal 4: unrolled
-    // embedding_backward: every position of the batch, for each of the lane's tokens.
-    return loop(d.rows) + d.rows * loop(blockSize);
+    // embedding_backward: every row of the batch, for each of its tokens.
+    const R = opRows(plan, d);
+    return loop(R) + R * loop(plan.ops[0].group);
   },
 };
