@@ -19,7 +19,6 @@ import {
   isLayers,
   type Layer,
   mlp,
-  summary,
   wavenet,
 } from "./layers.ts";
 import type { Rng } from "./rng.ts";
@@ -118,7 +117,13 @@ export const PRESETS = {
     description: "makemore part 5's WaveNet: context 8 joined two by two through 3 blocks of 128",
     model: {
       blockSize: 8,
-      ...summary(WAVENET),
+      // What the list says in the MLP's terms (tests/cpu_model_test.ts checks they agree).
+      nEmbd: 24,
+      nHidden: 128,
+      nLayers: 3,
+      batchNorm: true,
+      outputBias: true,
+      outputBatchNorm: false,
       layers: WAVENET,
       init: "kaiming",
       // Part 5's Linear: N(0,1) / sqrt(fan_in); its last layer's weights times 0.1.

@@ -78,6 +78,12 @@ Deno.test("model: the WaveNet preset has makemore part 5's 76,579 parameters", (
     [128, 27, 1],
   ]);
   assertEquals([layout.group, layout.positions], [2, 4]);
+  // A preset's sizes say what its list says.
+  const { nEmbd, nHidden, nLayers, batchNorm, outputBias, outputBatchNorm } = PRESETS.wavenet.model;
+  assertEquals(
+    { nEmbd, nHidden, nLayers, batchNorm, outputBias, outputBatchNorm },
+    summary(PRESETS.wavenet.model.layers),
+  );
 });
 
 Deno.test("model: the layout of the presets (makemore part 3's parameter counts)", () => {
