@@ -10,6 +10,7 @@ import type { FamilyName } from "../src/gpu/family.ts";
 import { FAMILIES, GpuModel } from "../src/gpu/model.ts";
 import { checkStep, checkTanh, type Comparison, KERNEL_CASES } from "../src/gpu/selftest.ts";
 import type { Examples } from "../src/data.ts";
+import { type Layer, parseNetwork, summary } from "../src/layers.ts";
 import { initModel, type ModelConfig, modelLayout, PRESETS, view } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
 import {
@@ -84,6 +85,11 @@ for (const family of FAMILY_NAMES) {
 Deno.test("kernels: tanh stays exact where Metal's tanh overflows (|y| = 50, 1e3, 1e30)", async () =>
   assertComparisons("tanh", await checkTanh(await gpu())));
 
+const hierarchical = parseNetwork(
+  "Embedding(3) Linear(8, bias=False) BatchNorm1d Tanh FlattenConsecutive(2) " +
+    "Linear(8, bias=False) BatchNorm1d Tanh Linear BatchNorm1d",
+) as Layer[];
+
 for (const family of FAMILY_NAMES) {
   Deno.test(`kernels (${family}): evaluation and BatchNorm calibration match the CPU reference`, async () => {
     const small = { ...PRESETS.seed.model, vocabSize: 11, blockSize: 2, nEmbd: 3, nHidden: 17 };
@@ -96,6 +102,12 @@ for (const family of FAMILY_NAMES) {
         batchNorm: false,
         outputBatchNorm: false,
         outputBias: true,
+      }],
+      // A block per token before they are joined: two rows per example in its passes.
+      ["hierarchical", {
+        ...small,
+        layers: hierarchical,
+        ...summary(hierarchical),
       }],
     ];
     for (const [name, config] of configs) {

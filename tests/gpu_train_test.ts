@@ -14,6 +14,7 @@
  */
 
 import names from "../data/names.txt" with { type: "text" };
+import { withEmbedding, withHidden } from "../src/layers.ts";
 import { batchOf, drawBatches } from "../src/batches.ts";
 import { makeDataset, parseWords } from "../src/data.ts";
 import { learningRate, type ModelConfig, modelLayout, PRESETS, type Tensor } from "../src/model.ts";
@@ -30,6 +31,7 @@ import {
 } from "./util.ts";
 
 const ds = makeDataset(parseWords(new TextEncoder().encode(names), "names.txt"), 3, 42);
+const ds8 = makeDataset(parseWords(new TextEncoder().encode(names), "names.txt"), 8, 42);
 
 // Batches of 32 and 37: the gpu family's tiles are 32 rows, so 37 leaves a partial one.
 const configs: [string, ModelConfig, number][] = [
@@ -52,6 +54,14 @@ const configs: [string, ModelConfig, number][] = [
     outputBias: true,
     outputInit: 0.01,
   }, 37],
+  // makemore part 5's WaveNet, smaller: the context of 8 joined two by two.
+  ["wavenet-shaped, 3 x 16", {
+    ...PRESETS.wavenet.model,
+    vocabSize: ds.vocab.size,
+    nEmbd: 6,
+    nHidden: 16,
+    layers: withHidden(withEmbedding(PRESETS.wavenet.model.layers, 6), 16),
+  }, 32],
   ["gain 3, output scale 0.5, momentum 0.5", {
     ...PRESETS.seed.model,
     vocabSize: ds.vocab.size,
@@ -107,7 +117,7 @@ function referenceRun(
     for (const [k, v] of Object.entries(tensors(config, cpu))) out[`${when}: ${k}`] = v;
   };
   lrs.forEach((lr, s) => {
-    const { ctx, targets } = batchOf(batches, s, B, 3);
+    const { ctx, targets } = batchOf(batches, s, B, config.blockSize);
     losses.push(cpu.step(ctx, targets, lr));
     if (s === 0) keep("after 1 step");
   });
@@ -119,7 +129,9 @@ for (const family of Object.keys(FAMILIES) as FamilyName[]) {
   for (const [name, config, B] of configs) {
     Deno.test(`training step (${family} kernels, ${name}): every tensor equals the CPU's, through a decay inside a chunk`, async () => {
       const steps = 60;
-      const batches = drawBatches(new Rng(7), ds.examples.train, steps, B);
+      const T = config.blockSize;
+      const data = T === 8 ? ds8 : ds;
+      const batches = drawBatches(new Rng(7), data.examples.train, steps, B);
       // The decay falls in the middle of the second chunk, so a chunk runs steps at two rates.
       const train = { ...PRESETS.seed.train, lr: 0.2, lrFinal: 0.02, decayAt: 37 };
       const lrs = Array.from({ length: steps }, (_, s) => learningRate(train, s));
@@ -134,15 +146,15 @@ for (const family of Object.keys(FAMILIES) as FamilyName[]) {
       );
       const cpuLosses: number[] = [];
       for (let s = 0; s < steps; s++) {
-        const { ctx, targets } = batchOf(batches, s, B, 3);
+        const { ctx, targets } = batchOf(batches, s, B, T);
         cpuLosses.push(m.cpu.step(ctx, targets, lrs[s]));
         if (s === 0) {
-          await m.gpu.trainChunk(batches.slice(0, B * 4), [lrs[0]]);
+          await m.gpu.trainChunk(batches.slice(0, B * (T + 1)), [lrs[0]]);
           await compareTensors(m, config, "after 1 step", tol);
         }
       }
       // Steps 2..60 in chunks of 24, 25 and 10; each submitted before the one before is read.
-      const per = B * 4;
+      const per = B * (T + 1);
       const chunk = (from: number, to: number) =>
         m.gpu.trainChunk(batches.slice(from * per, to * per), lrs.slice(from, to));
       const parts = [chunk(1, 25), chunk(25, 50), chunk(50, steps)];
