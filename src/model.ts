@@ -19,7 +19,11 @@ import {
   isLayers,
   type Layer,
   mlp,
+  summary,
   wavenet,
+  withEmbedding,
+  withHidden,
+  withoutBatchNorm,
 } from "./layers.ts";
 import type { Rng } from "./rng.ts";
 
@@ -49,6 +53,44 @@ export interface ModelConfig {
   readonly bnEps: number;
   /** The layers, when the network is not the MLP its sizes describe (see the module comment). */
   readonly layers?: readonly Layer[];
+}
+
+/**
+ * A model with other sizes, as the command line's flags and the lab's fields set them: an MLP
+ * takes them as they are; a network listed by its layers has its embedding and its hidden
+ * Linears resized, and its BatchNorms taken out with `noBatchNorm` (each Linear then with a
+ * bias), while its number of blocks is its list's. What cannot be done is a string.
+ */
+export function resizeModel(
+  model: Omit<ModelConfig, "vocabSize">,
+  o: {
+    readonly blockSize?: number;
+    readonly nEmbd?: number;
+    readonly nHidden?: number;
+    readonly nLayers?: number;
+    readonly noBatchNorm?: boolean;
+  },
+): Omit<ModelConfig, "vocabSize"> | string {
+  const blockSize = o.blockSize ?? model.blockSize;
+  if (!model.layers) {
+    return {
+      ...model,
+      blockSize,
+      nEmbd: o.nEmbd ?? model.nEmbd,
+      nHidden: o.nHidden ?? model.nHidden,
+      nLayers: o.nLayers ?? model.nLayers,
+    };
+  }
+  if (o.nLayers !== undefined && o.nLayers !== model.nLayers) {
+    return "the number of hidden blocks (--layers) shapes makemore part 3's MLP; this network " +
+      "is a list of layers, whose blocks are its own (write another list with --network)";
+  }
+  let layers = o.nEmbd === undefined ? [...model.layers] : withEmbedding(model.layers, o.nEmbd);
+  if (o.nHidden !== undefined) layers = withHidden(layers, o.nHidden);
+  if (o.noBatchNorm) layers = withoutBatchNorm(layers);
+  const net = blocksOf(layers, blockSize, NaN);
+  if (typeof net === "string") return `the layers: ${net}`;
+  return { ...model, ...summary(layers), blockSize, layers };
 }
 
 /** The network of a config, as a list of layers. */

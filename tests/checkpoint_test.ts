@@ -128,6 +128,37 @@ Deno.test("checkpoint: a file whose tensors are stored in another order reads by
   assertEquals(ck.buffers, deep.buffers);
 });
 
+Deno.test("checkpoint: a network listed by its layers travels in the config; a bad list is refused", () => {
+  const wavenet = { ...PRESETS.wavenet.model, vocabSize: 4, nEmbd: 2, nHidden: 4 };
+  const listed: ModelConfig = {
+    ...wavenet,
+    layers: wavenet.layers.map((l) =>
+      l.kind === "embedding"
+        ? { ...l, dim: 2 }
+        : l.kind === "linear" && l.out !== "vocab"
+        ? { ...l, out: 4 }
+        : l
+    ),
+  };
+  const ck: Checkpoint = { ...good, config: listed, ...initModel(listed, new Rng(4)) };
+  const back = decodeCheckpoint(encodeCheckpoint(ck), "ck");
+  assertEquals(back.config, listed);
+  assertEquals(back.params, ck.params);
+  // A list the kernels cannot run (the context of 8 not joined down to 1) is refused in a line.
+  const bad = withHeader(
+    encodeCheckpoint(ck),
+    (h) =>
+      editJson(h, "config", (c) => ({
+        ...c,
+        layers: (c.layers as unknown[]).slice(0, -5).concat(
+          (c.layers as unknown[]).slice(-1),
+        ),
+      })),
+  );
+  const err = assertThrows(() => decodeCheckpoint(bad, "bad.safetensors"), UserError);
+  assert(/bad\.safetensors: .*layers: .*positions/.test(err.message), err.message);
+});
+
 Deno.test("checkpoint: every crafted or damaged file gets a one-line refusal", () => {
   const bytes = encodeCheckpoint(good);
   const emb = "embedding.weight";

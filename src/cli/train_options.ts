@@ -6,16 +6,15 @@
 
 import { KERNEL_CHOICES } from "../backend.ts";
 import { exists, loadCheckpoint } from "../files.ts";
-import { type ModelConfig, type PresetName, PRESETS, type TrainConfig } from "../model.ts";
-import { RULES } from "../settings.ts";
 import {
-  blocksOf,
-  parseNetwork,
-  summary,
-  withEmbedding,
-  withHidden,
-  withoutBatchNorm,
-} from "../layers.ts";
+  type ModelConfig,
+  type PresetName,
+  PRESETS,
+  resizeModel,
+  type TrainConfig,
+} from "../model.ts";
+import { RULES } from "../settings.ts";
+import { parseNetwork, summary } from "../layers.ts";
 import type { RunOptions } from "../run.ts";
 import { DEFAULT_SCHEDULE } from "../schedule.ts";
 import { CHECKPOINT_FILE, DIAGNOSTICS_FILE, LOG_FILE, RUN_FILE } from "../run_dir.ts";
@@ -239,27 +238,23 @@ export function resolveModel(
     listed = parsed;
   }
   if (listed) {
-    if (values.layers !== undefined) {
-      throw new UsageError(
-        "--layers repeats makemore part 3's hidden block; this network is a list of layers: " +
-          "write it with --network",
-      );
-    }
-    let layers = values.embd === undefined ? [...listed] : withEmbedding(listed, values.embd);
-    if (values.hidden !== undefined) layers = withHidden(layers, values.hidden);
-    if (values["no-batchnorm"]) layers = withoutBatchNorm(layers);
-    const net = blocksOf(layers, blockSize, NaN);
-    if (typeof net === "string") throw new UsageError(`the layers: ${net}`);
-    const sum = summary(layers);
-    return {
-      ...model,
-      ...sum,
+    const sized = resizeModel({ ...model, layers: listed, ...summary(listed) }, {
       blockSize,
-      layers,
+      nEmbd: values.embd,
+      nHidden: values.hidden,
+      nLayers: values.layers,
+      noBatchNorm: values["no-batchnorm"],
+    });
+    if (typeof sized === "string") {
+      throw new UsageError(sized.replace("number of hidden blocks", "--layers"));
+    }
+    const out = sized.outputBatchNorm;
+    return {
+      ...sized,
       init,
       tanhGain: values.gain ?? model.tanhGain,
-      outputGamma: sum.outputBatchNorm && scale !== undefined ? scale : model.outputGamma,
-      outputInit: !sum.outputBatchNorm && scale !== undefined ? scale : model.outputInit,
+      outputGamma: out && scale !== undefined ? scale : model.outputGamma,
+      outputInit: !out && scale !== undefined ? scale : model.outputInit,
       bnMomentum: values["bn-momentum"] ?? model.bnMomentum,
     };
   }

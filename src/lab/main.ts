@@ -17,7 +17,8 @@ import { measureTraining } from "../gpu/speed.ts";
 import { checkKernels, compileAll } from "../gpu/selftest.ts";
 import type { Checkpoint } from "../checkpoint.ts";
 import { duration } from "../format.ts";
-import { type PresetName, PRESETS } from "../model.ts";
+import { networkText } from "../layers.ts";
+import { networkOf, type PresetName, PRESETS, resizeModel } from "../model.ts";
 import { type NumberRule, parseNumber, RULES } from "../settings.ts";
 import type { Progress } from "../training.ts";
 import { BROWSER_MESSAGES, type Phase, Session, type Settings } from "./session.ts";
@@ -120,11 +121,30 @@ function fillFromCheckpoint(ck: Checkpoint): void {
   input("seed").value = String(ck.state.seed);
 }
 
-function settings(): Settings {
+/** The preset's model resized by the form's fields, as the command line's flags resize it. */
+function model(): Settings["model"] {
   const preset = PRESETS[$<HTMLSelectElement>("preset").value as PresetName];
-  const v = readFields([...MODEL_FIELDS, ...TRAIN_FIELDS, "seed"]);
+  const v = readFields(MODEL_FIELDS);
+  const sized = resizeModel(preset.model, v);
+  if (typeof sized === "string") throw new UserError(sized);
+  return sized;
+}
+
+/** The network the form describes, as makemore writes it, shown under the model's fields. */
+function showNetwork(): void {
+  let text: string;
+  try {
+    text = networkText(networkOf(model()));
+  } catch (e) {
+    text = e instanceof Error ? e.message : String(e);
+  }
+  $("network").textContent = text;
+}
+
+function settings(): Settings {
+  const v = readFields([...TRAIN_FIELDS, "seed"]);
   return {
-    model: { ...preset.model, ...Object.fromEntries(MODEL_FIELDS.map((f) => [f, v[f]])) },
+    model: model(),
     train: Object.fromEntries(TRAIN_FIELDS.map((f) => [f, v[f]])) as unknown as Settings["train"],
     seed: v.seed,
   };
@@ -302,8 +322,12 @@ function wire(): void {
   for (const [name, p] of Object.entries(PRESETS)) {
     preset.append(new Option(`${name}: ${p.description}`, name));
   }
-  preset.addEventListener("change", () => fillPreset(preset.value as PresetName));
+  preset.addEventListener("change", () => {
+    fillPreset(preset.value as PresetName);
+    showNetwork();
+  });
   fillPreset("seed");
+  for (const f of MODEL_FIELDS) input(f).addEventListener("input", showNetwork);
 
   input("data-file").addEventListener(
     "change",
@@ -434,6 +458,7 @@ function wire(): void {
 
 async function main(): Promise<void> {
   wire();
+  showNetwork();
   globalThis.lab = {
     session,
     ready: false,

@@ -199,8 +199,9 @@ export class Session {
     if (ck) {
       // What the form shows must be the run's own; what it does not show is the checkpoint's.
       const { vocabSize: _, ...model } = ck.config;
+      const { blockSize, nEmbd, nHidden, nLayers } = settings.model;
       checkResume(ck, {
-        model: { ...model, ...settings.model },
+        model: { ...model, blockSize, nEmbd, nHidden, nLayers },
         train: { ...ck.state.train, ...settings.train },
         seed: settings.seed,
         dataSha256: data.sha256,
