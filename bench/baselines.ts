@@ -48,6 +48,8 @@ async function once(
       last = { error: JSON.parse(line).error ?? "not installed" };
       continue; // that interpreter lacks the library
     }
+    // 4: the script has no such preset, whichever Python runs it.
+    if (out.code === 4) return { error: JSON.parse(line).error ?? "no baseline" };
     if (out.code !== 0) {
       return { error: new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "failed" };
     }

@@ -5,7 +5,10 @@ on a GPU (timed with CUDA synchronisation: torch.cuda.synchronize() before the c
 
 Written the way makemore part 3 writes it (its own Linear, BatchNorm1d and Tanh modules,
 autograd, plain SGD), with the presets of src/model.ts: `lecture` (one hidden block of 200,
-output Linear with bias) and `seed` (5 hidden blocks of 200, output BatchNorm with gamma 0.1).
+output Linear with bias) and `seed` (5 hidden blocks of 200, output BatchNorm with gamma 0.1);
+and `wavenet`, makemore part 5's final network as part 5 writes it (Embedding,
+FlattenConsecutive, a BatchNorm1d over batch and positions, Sequential): context 8, embeddings
+of 24, three blocks of 128, the last layer's weights times 0.1.
 
   python3 bench/pytorch_baseline.py --preset lecture --steps 2000      # us/step
   python3 bench/pytorch_baseline.py --preset seed --full --data FILE   # 200k steps + losses
@@ -87,6 +90,56 @@ class BatchNorm1d:
             setattr(self, k, getattr(self, k).to(device))
 
 
+class Embedding:
+    def __init__(self, vocab, dim, g):
+        self.weight = torch.randn((vocab, dim), generator=g)
+
+    def __call__(self, X):
+        self.out = self.weight[X]
+        return self.out
+
+    def parameters(self):
+        return [self.weight]
+
+    def to(self, device):
+        self.weight = self.weight.to(device)
+
+
+class FlattenConsecutive:
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, x):
+        B, T, C = x.shape
+        x = x.view(B, T // self.n, C * self.n)
+        self.out = x.squeeze(1) if x.shape[1] == 1 else x
+        return self.out
+
+    def parameters(self):
+        return []
+
+    def to(self, device):
+        pass
+
+
+class BatchNorm1dOverPositions(BatchNorm1d):
+    """Part 5's: statistics over every dimension but the last (batch and positions)."""
+
+    def __call__(self, x):
+        dim = (0, 1) if x.ndim == 3 else 0
+        if self.training:
+            xmean, xvar = x.mean(dim, keepdim=True), x.var(dim, keepdim=True)
+        else:
+            xmean, xvar = self.running_mean, self.running_var
+        self.out = self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
+        if self.training:
+            with torch.no_grad():
+                m = self.momentum
+                self.running_mean = (1 - m) * self.running_mean + m * xmean.reshape(-1)
+                self.running_var = (1 - m) * self.running_var + m * xvar.reshape(-1)
+        return self.out
+
+
 class Tanh:
     def __call__(self, x):
         self.out = torch.tanh(x)
@@ -101,10 +154,32 @@ class Tanh:
 
 PRESETS = {
     "lecture": dict(layers=1, hidden=200, out_bn=False, out_bias=True, momentum=0.001,
-                    decay_at=100_000),
+                    decay_at=100_000, block=3, n_embd=10),
     "seed": dict(layers=5, hidden=200, out_bn=True, out_bias=False, momentum=0.1,
-                 decay_at=150_000),
+                 decay_at=150_000, block=3, n_embd=10),
+    "wavenet": dict(layers=3, hidden=128, momentum=0.1, decay_at=150_000, block=8, n_embd=24),
 }
+
+
+def build_wavenet(vocab, n_embd, hidden, g, device="cpu"):
+    """makemore part 5's model: Embedding, then three FlattenConsecutive(2) -> Linear(no bias)
+    -> BatchNorm1d -> Tanh blocks, then the output Linear, its weights times 0.1."""
+    p = PRESETS["wavenet"]
+    layers = [Embedding(vocab, n_embd, g)]
+    fan_in = n_embd
+    for _ in range(p["layers"]):
+        layers += [FlattenConsecutive(2), Linear(2 * fan_in, hidden, False, g),
+                   BatchNorm1dOverPositions(hidden, p["momentum"]), Tanh()]
+        fan_in = hidden
+    layers.append(Linear(fan_in, vocab, True, g))
+    with torch.no_grad():
+        layers[-1].weight *= 0.1
+    for layer in layers:
+        layer.to(device)
+    params = [q for layer in layers for q in layer.parameters()]
+    for q in params:
+        q.requires_grad = True
+    return layers, params
 
 
 def build(preset, vocab, block, n_embd, hidden, g, device="cpu"):
@@ -136,7 +211,8 @@ def build(preset, vocab, block, n_embd, hidden, g, device="cpu"):
 
 
 def forward(C, layers, X):
-    x = C[X].view(X.shape[0], -1)
+    # Part 3's MLP looks up and joins its embeddings itself; part 5's has an Embedding layer.
+    x = X if C is None else C[X].view(X.shape[0], -1)
     for layer in layers:
         x = layer(x)
     return x
@@ -163,7 +239,8 @@ def main():
         print(json.dumps({"error": "CUDA is not available to this torch"}))
         sys.exit(3)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    block, n_embd, batch = 3, 10, 32
+    preset = PRESETS[args.preset]
+    block, n_embd, batch = preset["block"], preset["n_embd"], 32
     g = torch.Generator().manual_seed(2147483647)
     if args.data:
         words = open(args.data).read().splitlines()
@@ -172,8 +249,12 @@ def main():
         vocab = 27
         Xtr = torch.randint(0, vocab, (100_000, block), generator=g)
         Ytr = torch.randint(0, vocab, (100_000,), generator=g)
-    preset = PRESETS[args.preset]
-    C, layers, params = build(args.preset, vocab, block, n_embd, preset["hidden"], g, args.device)
+    if args.preset == "wavenet":
+        layers, params = build_wavenet(vocab, n_embd, preset["hidden"], g, args.device)
+        C = None
+    else:
+        C, layers, params = build(args.preset, vocab, block, n_embd, preset["hidden"], g,
+                                  args.device)
     Xtr, Ytr = Xtr.to(args.device), Ytr.to(args.device)
     if args.data:
         Xva, Yva, Xte, Yte = (t.to(args.device) for t in (Xva, Yva, Xte, Yte))
@@ -214,7 +295,7 @@ def main():
     }
     if args.full and args.data:
         for layer in layers:
-            if isinstance(layer, BatchNorm1d):
+            if isinstance(layer, BatchNorm1d):  # part 5's too
                 layer.training = False
         with torch.no_grad():
             for name, (X, Y) in [("train", (Xtr, Ytr)), ("val", (Xva, Yva)), ("test", (Xte, Yte))]:
