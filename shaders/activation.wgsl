@@ -32,5 +32,5 @@ fn act_backward(dt: vec4f, t: vec4f, flags: u32) -> vec4f {
 }
 
 fn has_act(flags: u32) -> bool {
-  return (flags & (HAS_TANH | HAS_RELU)) != 0u;
+  return (flags & HAS_ACT) != 0u;
 }

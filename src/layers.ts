@@ -21,11 +21,17 @@ export type Layer =
   | { readonly kind: "flatten"; readonly n: number }
   | { readonly kind: "linear"; readonly out: number | "vocab"; readonly bias: boolean }
   | { readonly kind: "batchnorm" }
-  | { readonly kind: "tanh" }
-  | { readonly kind: "relu" };
+  | { readonly kind: Activation };
 
-/** The activations a block may end in. */
-export type Activation = "tanh" | "relu";
+/**
+ * The activations a block may end in, as the lectures write them: the one list every other
+ * table of activations (the CPU ops, the kernels' Op flags, the bounds) is keyed by.
+ */
+export const ACTIVATIONS = { tanh: "Tanh", relu: "ReLU" } as const;
+export type Activation = keyof typeof ACTIVATIONS;
+const isActivation = (name: string): name is Activation => Object.hasOwn(ACTIVATIONS, name);
+/** "Tanh|ReLU", for messages. */
+const ACTIVATION_LIST = Object.values(ACTIVATIONS).join("|");
 
 /** A Linear [BatchNorm1d] [activation] block of the kernels, and the flatten before it. */
 export interface Block {
@@ -82,10 +88,8 @@ export function layerText(l: Layer): string {
       return `Linear(${l.out === "vocab" ? "vocab" : l.out}${l.bias ? "" : ", bias=False"})`;
     case "batchnorm":
       return "BatchNorm1d";
-    case "tanh":
-      return "Tanh";
-    case "relu":
-      return "ReLU";
+    default:
+      return ACTIVATIONS[l.kind];
   }
 }
 
@@ -142,14 +146,13 @@ export function parseNetwork(text: string): Layer[] | string {
         if (args.length) return `${bad}BatchNorm1d takes no arguments`;
         layers.push({ kind: "batchnorm" });
         break;
-      case "tanh":
-      case "relu":
+      default:
+        if (!isActivation(name)) {
+          return `unknown layer '${m[1]}' (Embedding, FlattenConsecutive, Linear, BatchNorm1d, ` +
+            `${Object.values(ACTIVATIONS).join(", ")})`;
+        }
         if (args.length) return `${bad}an activation takes no arguments`;
         layers.push({ kind: name });
-        break;
-      default:
-        return `unknown layer '${m[1]}' (Embedding, FlattenConsecutive, Linear, BatchNorm1d, ` +
-          "Tanh, ReLU)";
     }
   }
   return layers;
@@ -201,13 +204,13 @@ export function blocksOf(
     const linear = rest[i];
     if (linear?.kind !== "linear") {
       return `${linear ? layerText(linear) : "the end"} where a Linear was expected: the ` +
-        "layers after the Embedding are Linear [BatchNorm1d] [Tanh|ReLU] blocks";
+        `layers after the Embedding are Linear [BatchNorm1d] [${ACTIVATION_LIST}] blocks`;
     }
     i++;
     const bn = rest[i]?.kind === "batchnorm";
     if (bn) i++;
     const a = rest[i]?.kind;
-    const act = a === "tanh" || a === "relu" ? a : null;
+    const act = a && isActivation(a) ? a : null;
     if (act) i++;
     const nOut = linear.out === "vocab" ? vocab : linear.out;
     blocks.push({ flatten, nIn: width, nOut, bias: linear.bias, bn, act, positions });

@@ -10,12 +10,12 @@ const LAYERS: [string, RegExp][] = [
   // Kernels and data: what everything else is made of.
   [
     "kernels and data",
-    /^(errors|rng|data|batches|model|schedule|checkpoint|diagnostics|format|settings|cpu\/(linear|batchnorm|tanh|embedding|cross_entropy|sgd|types)|gpu\/(abi|accuracy|shaders|kernels|family|software|gpu|plan|layout|readback|resources|device))\.ts$/,
+    /^(errors|rng|data|batches|layers|model|schedule|checkpoint|diagnostics|format|settings|cpu\/(linear|batchnorm|tanh|relu|embedding|cross_entropy|sgd|types)|gpu\/(abi|accuracy|expected|shaders|kernels|family|software|gpu|plan|layout|readback|resources|device))\.ts$/,
   ],
   // Models on a backend, and what only needs a model.
   [
     "model and backends",
-    /^(cpu\/(model|backend)|gpu\/(model|backend|selftest|passes|speed)|backend|sample)\.ts$/,
+    /^(cpu\/(model|backend)|gpu\/(model|backend|selftest|kernel_check|passes|speed)|backend|sample)\.ts$/,
   ],
   // Training: the portable loop, and around it the run directory and figures.
   [

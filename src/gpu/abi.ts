@@ -9,7 +9,7 @@
  * Field names are the WGSL names (snake_case), on the host too: one vocabulary.
  */
 
-import type { Activation } from "../layers.ts";
+import { type Activation, ACTIVATIONS } from "../layers.ts";
 
 /** The scalar types a uniform field may have: 4 bytes each, so a struct is a flat array. */
 export type Scalar = "u32" | "f32";
@@ -96,7 +96,7 @@ export const OP = new Struct(
   "One layer (or the embedding, or the loss), as the kernels see it.",
   [
     ["index", "u32", "layer number"],
-    ["flags", "u32", "HAS_BIAS | HAS_BN | HAS_TANH | HAS_RELU | PREV_APART"],
+    ["flags", "u32", "HAS_BIAS | HAS_BN | an activation's HAS_TANH, HAS_RELU, ... | PREV_APART"],
     ["n_in", "u32", "input features"],
     ["n_out", "u32", "output features"],
     ["in_q", "u32", "input row length in vec4 (n_in rounded up, / 4)"],
@@ -144,6 +144,20 @@ export interface Constant {
 
 export const constant = (value: number, doc: string): Constant => ({ value, doc });
 
+const ACTIVATION_NAMES = Object.keys(ACTIVATIONS) as Activation[];
+
+/** Each activation's Op flag (shaders/activation.wgsl reads them): bits from 4 up, in order. */
+export const ACTIVATION_FLAGS = Object.fromEntries(
+  ACTIVATION_NAMES.map((a, i) => [a, 4 << i]),
+) as Readonly<Record<Activation, number>>;
+
+const activationConstants = Object.fromEntries(
+  ACTIVATION_NAMES.map((a) => [
+    `HAS_${a.toUpperCase()}`,
+    constant(ACTIVATION_FLAGS[a], `Op.flags: the layer ends in ${ACTIVATIONS[a]}`),
+  ]),
+) as { readonly [A in Activation as `HAS_${Uppercase<A>}`]: Constant };
+
 /** The constants every kernel sees. */
 export const CONSTANTS = {
   MODE_TRAIN: constant(0, "Step.mode: a training step (batch statistics, SGD)"),
@@ -151,10 +165,13 @@ export const CONSTANTS = {
   NONE: constant(0xffffffff, "an absent index"),
   HAS_BIAS: constant(1, "Op.flags: the layer adds a bias"),
   HAS_BN: constant(2, "Op.flags: the layer has a BatchNorm"),
-  HAS_TANH: constant(4, "Op.flags: the layer ends in tanh"),
-  HAS_RELU: constant(8, "Op.flags: the layer ends in ReLU"),
+  ...activationConstants,
+  HAS_ACT: constant(
+    Object.values(ACTIVATION_FLAGS).reduce((a, b) => a | b),
+    "Op.flags: any activation",
+  ),
   PREV_APART: constant(
-    16,
+    4 << ACTIVATION_NAMES.length,
     "Op.flags: the previous layer's activation and BatchNorm backward run in a dispatch of " +
       "their own (a FlattenConsecutive between the two changes the rows)",
   ),
@@ -165,12 +182,6 @@ export const CONSTANTS = {
 } as const;
 
 export type ConstantName = keyof typeof CONSTANTS;
-
-/** Each activation's Op flag (shaders/activation.wgsl reads them). */
-export const ACTIVATION_FLAGS: Readonly<Record<Activation, number>> = {
-  tanh: CONSTANTS.HAS_TANH.value,
-  relu: CONSTANTS.HAS_RELU.value,
-};
 
 /** A constant's value, for the host. */
 export const C = Object.fromEntries(

@@ -21,7 +21,7 @@ import { roundUp4 } from "./layout.ts";
 import { gpu as gpuFamily } from "./gpu.ts";
 import { calibrate, evaluate, type PassContext } from "./passes.ts";
 import { DIAG_SLOTS, LLVMPIPE_LOOP_CAP, type Plan, planModel } from "./plan.ts";
-import { mapFloats, readFloats, staging, unpad } from "./readback.ts";
+import { mapFloats, pad, readFloats, staging, unpad } from "./readback.ts";
 import { createResources, type Resources } from "./resources.ts";
 import { software } from "./software.ts";
 
@@ -401,6 +401,63 @@ export class GpuModel {
         variance: unpad(act[i % 2], (regions.stats[i] + roundUp4(l.nOut) / 4) * 4, 1, l.nOut),
       })),
     };
+  }
+
+  /**
+   * readActivations' inverse: writes values in the CPU layout into the activation and gradient
+   * buffers (padding zero), the inputs of a kernel run alone (src/gpu/kernel_check.ts).
+   */
+  writeActivations(rows: number, acts: GpuActivations): void {
+    const { regions } = this.plan;
+    const act = regions.actQuads.map((q) => new Float32Array(q * 4));
+    const grad = regions.gradQuads.map((q) => new Float32Array(q * 4));
+    const { group, positions } = this.layout;
+    const K0 = group * this.layout.embedding.shape[1];
+    pad(act[1], regions.x0 * 4, acts.x0, rows * positions, K0);
+    pad(grad[1], regions.dx0 * 4, acts.dx0, rows * positions, K0);
+    this.layout.layers.forEach((l, i) => {
+      const a = acts.layers[i];
+      const R = rows * l.positions;
+      pad(act[i % 2], regions.h[i] * 4, a.h, R, l.nOut);
+      pad(act[i % 2], regions.t[i] * 4, a.t, R, l.nOut);
+      pad(grad[i % 2], regions.dh[i] * 4, a.dh, R, l.nOut);
+      pad(act[i % 2], regions.stats[i] * 4, a.mean, 1, l.nOut);
+      pad(act[i % 2], (regions.stats[i] + roundUp4(l.nOut) / 4) * 4, a.variance, 1, l.nOut);
+    });
+    const q = this.device.queue;
+    [0, 1].forEach((p) => {
+      q.writeBuffer(this.#res.activations[p], 0, act[p]);
+      q.writeBuffer(this.#res.gradients[p], 0, grad[p]);
+    });
+  }
+
+  /**
+   * Runs one dispatch alone, on `batch` (contexts then targets) at learning rate `lr`, the DIAG
+   * variants collecting into the first moment slot and the snapshot; the parameter copies then
+   * swap, as after a step, so that getParams reads what it wrote. Host is NaN before it runs;
+   * resolves to the partial losses it left there (NaN where it wrote none).
+   */
+  async runAlone(d: Dispatch, batch: Int32Array<ArrayBuffer>, lr: number): Promise<Float32Array> {
+    const q = this.device.queue;
+    const { host } = this.plan;
+    const diag = d.kernel.endsWith("Diag");
+    q.writeBuffer(this.#res.data, 0, batch);
+    q.writeBuffer(this.#res.host, 0, new Float32Array(host.floats).fill(NaN));
+    this.#writeSteps(0, [{
+      lr,
+      rows: d.rows,
+      mode: d.train ? C.MODE_TRAIN : C.MODE_EVAL,
+      diag: diag ? host.momentsAt : C.NONE,
+      snap: diag ? host.snapAt : C.NONE,
+    }]);
+    const enc = this.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    this.bindStep(pass, 0);
+    this.encode(pass, [d]);
+    pass.end();
+    q.submit([enc.finish()]);
+    this.#parity = 1 - this.#parity;
+    return await readFloats(this.device, this.#res.host, 0, this.family.maxLossGroups);
   }
 
   destroy(): void {

@@ -50,3 +50,17 @@ export function unpad(all: Float32Array, at: number, rows: number, cols: number)
   }
   return out;
 }
+
+/** unpad's inverse: rows x cols values into a padded [rows][roundUp4(cols)] matrix at float `at`. */
+export function pad(
+  all: Float32Array,
+  at: number,
+  values: ArrayLike<number>,
+  rows: number,
+  cols: number,
+): void {
+  const stride = Math.ceil(cols / 4) * 4;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) all[at + r * stride + j] = values[r * cols + j];
+  }
+}

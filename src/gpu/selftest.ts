@@ -14,14 +14,9 @@
  */
 
 import { parseNetwork, summary } from "../layers.ts";
-import { initModel, type ModelConfig, modelLayout, PRESETS, type Tensor, view } from "../model.ts";
+import { initModel, type ModelConfig, PRESETS, view } from "../model.ts";
 import { Rng } from "../rng.ts";
 import {
-  ACTIVATION_BOUNDS,
-  batchMeanBound,
-  batchnormBackwardBound,
-  batchnormForwardBound,
-  batchVarianceBound,
   type Bounded,
   boundRatio,
   crossEntropyBound,
@@ -29,28 +24,20 @@ import {
   embeddingForwardBound,
   f64,
   linearBackwardBound,
-  linearForwardBound,
   recoveredGradientBound,
-  runningUpdateBound,
   TANH_ABS,
   tanhBackwardBound,
 } from "./accuracy.ts";
 import type { Gpu } from "./device.ts";
+import { blockBackward, blockForward, type Comparison, nonTrivial } from "./expected.ts";
 import type { FamilyName } from "./family.ts";
+import { checkEachKernel } from "./kernel_check.ts";
 import { compileModule, createKernels } from "./kernels.ts";
 import { readFloats } from "./readback.ts";
 import { SHADERS } from "./shaders.ts";
 import { FAMILIES, GpuModel } from "./model.ts";
 
-/**
- * One tensor compared: `error` is the largest difference from the reference in units of its
- * bound, so that it is right when `error <= tolerance` (1).
- */
-export interface Comparison {
-  readonly name: string;
-  readonly error: number;
-  readonly tolerance: number;
-}
+export type { Comparison };
 
 /** A config from a list of layers, as written (the seed preset's other settings). */
 function listed(text: string, o: { vocabSize: number; blockSize: number }): ModelConfig {
@@ -139,28 +126,20 @@ export const KERNEL_CASES: readonly { name: string; config: ModelConfig; batch: 
     config: { ...PRESETS.seed.model, vocabSize: 13, nHidden: 420, nLayers: 2 },
     batch: 40,
   },
+  // 35 rows x 122 vec4 of embedding output: the embedding's backward without its window.
+  {
+    name: "wide embedding, no windows",
+    config: {
+      ...PRESETS.seed.model,
+      vocabSize: 13,
+      blockSize: 8,
+      nEmbd: 61,
+      nHidden: 30,
+      nLayers: 2,
+    },
+    batch: 35,
+  },
 ];
-
-/**
- * An initialization with every term of every kernel in play: biases, betas and running means
- * start at 0, gammas and running variances at 1, where a kernel that drops them (or mixes them
- * up) would still be right. Here they are drawn: N(0, 0.1), and 1 + U(0, 0.5) for the ones that
- * scale.
- */
-function nonTrivial(
-  config: ModelConfig,
-  init: { params: Float32Array; buffers: Float32Array },
-  rng: Rng,
-): { params: Float32Array; buffers: Float32Array } {
-  const layout = modelLayout(config);
-  const draw = (a: Float32Array, t: Tensor) => {
-    const scales = /(gamma|running_var)$/.test(t.name);
-    view(a, t).forEach((_, i, v) => (v[i] = scales ? 1 + 0.5 * rng.uniform() : 0.1 * rng.normal()));
-  };
-  for (const t of layout.params) if (/(bias|beta|gamma)$/.test(t.name)) draw(init.params, t);
-  for (const t of layout.buffers) draw(init.buffers, t);
-  return init;
-}
 
 /**
  * One training step of `config` at batch `batch` on the GPU; every intermediate tensor and
@@ -181,7 +160,7 @@ export async function checkStep(
   try {
     model.setParams(init.params, init.buffers);
     const rng = new Rng(4);
-    const { blockSize: T, nEmbd: E, vocabSize: V, bnEps: eps, bnMomentum } = config;
+    const { blockSize: T, nEmbd: E, vocabSize: V, bnEps: eps } = config;
     const ctx = Int32Array.from({ length: B * T }, () => rng.randint(V));
     const targets = Int32Array.from({ length: B }, () => rng.randint(V));
     // A large learning rate makes the update, recovered as old - new parameter, precise.
@@ -200,40 +179,10 @@ export async function checkStep(
     check("embedding forward: x", acts.x0, embeddingForwardBound(view(p, emb), ctx, E));
     const inputs = layers.map((_, i) => (i === 0 ? acts.x0 : acts.layers[i - 1].t));
     layers.forEach((l, i) => {
-      const g = acts.layers[i];
       const R = B * l.positions; // the layer's rows
-      const act = (y: Bounded) => l.act ? ACTIVATION_BOUNDS[l.act].forward(y) : y;
-      const bias = l.bias ? view(p, l.bias) : null;
-      const h = linearForwardBound(inputs[i], view(p, l.weight), bias, R, l.nIn, l.nOut);
-      if (!l.bn) {
-        // Without BatchNorm h is not kept: the kernel writes t = h, or act(h).
-        check(`layer ${i} forward: t`, g.t, act(h));
-        return;
-      }
-      check(`layer ${i} forward: h`, g.h, h);
-      check(`layer ${i} forward: batch mean`, g.mean, batchMeanBound(g.h, R, l.nOut));
-      const variance = batchVarianceBound(g.h, g.mean, R, l.nOut);
-      check(`layer ${i} forward: batch variance`, g.variance, variance);
-      const y = batchnormForwardBound(
-        g.h,
-        g.mean,
-        g.variance,
-        view(p, l.bn.gamma),
-        view(p, l.bn.beta),
-        eps,
-        R,
-        l.nOut,
-      );
-      check(`layer ${i} forward: t`, g.t, act(y));
-      const run = init.buffers;
-      running.set(
-        l.bn.runMean.name,
-        runningUpdateBound(view(run, l.bn.runMean), g.mean, bnMomentum),
-      );
-      running.set(
-        l.bn.runVar.name,
-        runningUpdateBound(view(run, l.bn.runVar), g.variance, bnMomentum),
-      );
+      const f = blockForward(l, i, inputs[i], acts.layers[i], p, init.buffers, config, R, true);
+      f.checks.forEach((c) => check(...c));
+      f.running.forEach(([name, b]) => running.set(name, b));
     });
     const ce = crossEntropyBound(acts.layers[L - 1].t, targets, B, V);
     check("cross_entropy: loss", [loss], ce.loss);
@@ -244,23 +193,8 @@ export async function checkStep(
       const l = layers[i];
       const g = acts.layers[i];
       const R = B * l.positions;
-      const dy = l.act ? ACTIVATION_BOUNDS[l.act].backward(dt, g.t) : dt;
-      let dh = dy;
-      if (l.bn) {
-        const bn = batchnormBackwardBound(
-          dy,
-          g.h,
-          g.mean,
-          g.variance,
-          view(p, l.bn.gamma),
-          eps,
-          R,
-          l.nOut,
-        );
-        dh = bn.dh;
-        grads.set(l.bn.gamma.name, bn.dgamma);
-        grads.set(l.bn.beta.name, bn.dbeta);
-      }
+      const { dh, grads: bnGrads } = blockBackward(l, dt, g, p, eps, R);
+      bnGrads.forEach(([name, b]) => grads.set(name, b));
       const by = i === L - 1 ? "cross_entropy" : `layer ${i + 1} backward`;
       check(`${by}: dh of layer ${i}`, g.dh, dh);
       // The layer's own backward, from the dh the GPU computed.
@@ -383,13 +317,22 @@ fn tanh_probe(@builtin(global_invocation_id) id: vec3u) {
   }
 }
 
-/** Every case of KERNEL_CASES, for every kernel family, and tanh's; the comparisons, named. */
+/**
+ * Every case of KERNEL_CASES, for every kernel family, as a whole step and each kernel alone
+ * (src/gpu/kernel_check.ts), and tanh's; the comparisons, named.
+ */
 export async function checkKernels(gpu: Gpu): Promise<Comparison[]> {
   const out: Comparison[] = await checkTanh(gpu);
   for (const family of Object.keys(FAMILIES) as FamilyName[]) {
     for (const c of KERNEL_CASES) {
+      const at = `${family} kernels, ${c.name}, batch ${c.batch}`;
       for (const r of await checkStep(gpu, c.config, c.batch, family)) {
-        out.push({ ...r, name: `${family} kernels, ${c.name}, batch ${c.batch}: ${r.name}` });
+        out.push({ ...r, name: `${at}: ${r.name}` });
+      }
+      for (const k of await checkEachKernel(gpu, c.config, c.batch, family)) {
+        for (const r of k.comparisons) {
+          out.push({ ...r, name: `${at}: ${k.kernel} alone (${k.what}): ${r.name}` });
+        }
       }
     }
   }

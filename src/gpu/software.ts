@@ -94,8 +94,6 @@ const ceil = (a: number, b: number) => Math.ceil(a / b);
 /** Whether `rows` rows of `quads` vec4 fit one uniform window. */
 const fits = (rows: number, quads: number) => rows * quads <= C.WINDOW;
 
-const ACT = C.HAS_TANH | C.HAS_RELU;
-
 /** Iterations of linear_forward's busiest invocation (lid.y = wg.y = 0). */
 function forwardIterations(plan: Plan, d: Dispatch): number {
   const f = plan.ops[d.op];
@@ -103,7 +101,7 @@ function forwardIterations(plan: Plan, d: Dispatch): number {
   const rowLoop = (body: number) => loop(blocks) + blocks * body;
   const n = rowLoop(loop(RB) + loop(f.in_q) + f.in_q * loop(RB) + loop(RB));
   const bn = (f.flags & C.HAS_BN) !== 0;
-  if (!bn) return n + ((f.flags & ACT) ? rowLoop(loop(RB)) : 0);
+  if (!bn) return n + ((f.flags & C.HAS_ACT) ? rowLoop(loop(RB)) : 0);
   // The batch statistics' loops, counted whether or not this pass measures them.
   return n + 2 * loop(WY) + rowLoop(loop(RB)) + rowLoop(loop(RB));
 }
@@ -121,7 +119,7 @@ function backwardIterations(plan: Plan, d: Dispatch, diag: boolean): number {
   );
   const fused = !(f.flags & C.PREV_APART);
   const bn = fused && (prev.flags & C.HAS_BN) !== 0;
-  if (bn || (fused && (prev.flags & ACT))) dx += rowLoop(loop(RB));
+  if (bn || (fused && (prev.flags & C.HAS_ACT))) dx += rowLoop(loop(RB));
   if (bn) dx += 2 * loop(WY) + rowLoop(loop(RB));
   return Math.max(dw, dx);
 }
