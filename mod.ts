@@ -1,7 +1,7 @@
 /**
- * makemore-webgpu: a character-level MLP language model (makemore part 3) trained by
- * hand-written WGSL compute shaders through WebGPU, with a pure-TypeScript reference of every
- * op. The library runs wherever WebGPU does (Deno, a web page); the command-line tools
+ * makemore-webgpu: character-level language models (makemore part 3's MLP, part 5's WaveNet,
+ * or any list of its layers) trained by hand-written WGSL compute shaders through WebGPU, with a
+ * pure-TypeScript reference of every op. The library runs wherever WebGPU does (Deno, a web page); the command-line tools
  * (`deno task train`, `sample`, `plot`) are built on it.
  *
  * Data flows one way: a words file -> a dataset (vocabulary, split, examples) -> a backend
@@ -54,10 +54,22 @@ export {
   Vocab,
 } from "./src/data.ts";
 export {
+  type Activation,
+  ACTIVATIONS,
+  type Layer,
+  layerText,
+  mlp,
+  networkText,
+  parseNetwork,
+  wavenet,
+} from "./src/layers.ts";
+export {
   initModel,
   type ModelConfig,
+  networkOf,
   type PresetName,
   PRESETS,
+  resizeModel,
   type TrainConfig,
 } from "./src/model.ts";
 export { type Backend, type BackendOptions, openBackend } from "./src/backend.ts";

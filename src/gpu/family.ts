@@ -25,8 +25,23 @@ export interface EntryPoint {
   readonly invocations: number;
 }
 
+/**
+ * What a dispatch computes, whichever kernel of a family computes it: the embedding's forward,
+ * a block's forward, the loss (and in training its gradient and the output BatchNorm's backward),
+ * a block's backward (with the previous block's activation and BatchNorm backward, unless
+ * PREV_APART), that BatchNorm backward apart, the embedding's backward.
+ */
+export type DispatchRole =
+  | "embed"
+  | "forward"
+  | "loss"
+  | "backward"
+  | "batchnormBackward"
+  | "embedBackward";
+
 /** One dispatch of a kernel for one op (an index into plan.ops) over a pass of `rows` rows. */
 export interface Dispatch {
+  readonly role: DispatchRole;
   readonly kernel: string;
   readonly op: number;
   readonly groups: readonly [number, number];
@@ -82,6 +97,7 @@ export function apartBackward(plan: Plan, i: number, rows: number): Dispatch[] {
   const f = plan.ops[i + 1];
   if (!(f.flags & C.PREV_APART)) return [];
   return [{
+    role: "batchnormBackward",
     kernel: "batchnormBackward",
     op: i + 1,
     groups: [plan.ops[i].out_q, 1],
@@ -120,6 +136,7 @@ export function lossDispatch(
   const partials = train ? 1 : Math.min(maxGroups, Math.ceil(rows / wg));
   return {
     dispatch: {
+      role: "loss",
       kernel: "crossEntropy",
       op: plan.ops.length - 1,
       groups: [partials, 1],

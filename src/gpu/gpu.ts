@@ -110,12 +110,13 @@ export const gpu: KernelFamily = {
   embed(plan, rows) {
     const e = plan.ops[0];
     const groups = [ceil(rows * e.positions * e.out_q, EMBED_WG), 1] as const;
-    return { kernel: "embeddingForward", op: 0, groups, rows, train: true };
+    return { role: "embed", kernel: "embeddingForward", op: 0, groups, rows, train: true };
   },
 
   layer(plan, i, rows, train) {
     const f = plan.ops[i + 1];
     return [{
+      role: "forward",
       kernel: "matmulForward",
       op: i + 1,
       groups: [f.out_q, rowGroups(f.flags, rows * f.positions, train)],
@@ -134,6 +135,7 @@ export const gpu: KernelFamily = {
       // The previous layer's BatchNorm, when its backward is fused here, needs whole columns.
       const fused = (f.flags & C.PREV_APART) ? 0 : plan.ops[i].flags;
       list.push({
+        role: "backward",
         kernel: diag ? "matmulBackwardDiag" : "matmulBackward",
         op: i + 1,
         groups: [f.dw_groups + f.in_q * rowGroups(fused, rows * f.positions, true), 1],
@@ -142,6 +144,7 @@ export const gpu: KernelFamily = {
       }, ...apartBackward(plan, i, rows));
     }
     list.push({
+      role: "embedBackward",
       kernel: "embeddingBackward" + (diag ? "Diag" : ""),
       op: 0,
       groups: [plan.config.vocabSize, ceil(plan.ops[0].embd, 4)],

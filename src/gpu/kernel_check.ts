@@ -17,6 +17,7 @@
  */
 
 import { CpuModel } from "../cpu/model.ts";
+import type { Snapshot } from "../diagnostics.ts";
 import { initModel, type ModelConfig, view } from "../model.ts";
 import { Rng } from "../rng.ts";
 import {
@@ -88,7 +89,7 @@ function prepared(
 }
 
 /** What a dispatch computes: the regions it writes and the checks of what it wrote. */
-interface Role {
+interface Expected {
   readonly what: string;
   readonly writes: readonly Region[];
   /** Whether it writes in place, over an input (nothing can be poisoned then). */
@@ -99,32 +100,33 @@ interface Role {
    * Its checks, given its inputs `v`, what it wrote `got`, its partial losses and the
    * parameter gradients and running statistics it owns (by tensor name).
    */
-  expect(ctx: Context): {
+  expect(o: Outcome): {
     checks: Check[];
     grads?: [string, Bounded][];
     running?: [string, Bounded][];
   };
 }
 
-interface Context {
+/** What a dispatch run alone was given and left. */
+interface Outcome {
   readonly v: GpuActivations;
   readonly got: GpuActivations;
   readonly partials: Float32Array;
-  readonly snapshot?: Awaited<ReturnType<GpuModel["snapshot"]>>;
+  readonly snapshot?: Snapshot;
 }
 
 /**
- * The role of dispatch d in `model`'s plan (by its kernel's name and op); `dts`, each layer's
- * gradient w.r.t. its output, as the CPU computed it.
+ * What dispatch d computes in `model`'s plan, by its role and op; `dts`, each layer's gradient
+ * w.r.t. its output, as the CPU computed it.
  */
-function roleOf(
+function expectedOf(
   model: GpuModel,
   d: Dispatch,
   init: { params: Float32Array; buffers: Float32Array },
   ctx: Int32Array,
   targets: Int32Array,
   dts: readonly ArrayLike<number>[],
-): Role {
+): Expected {
   const { config, plan } = model;
   const layers = plan.layers;
   const L = layers.length;
@@ -136,7 +138,7 @@ function roleOf(
   const input = (v: GpuActivations, i: number) => (i === 0 ? v.x0 : v.layers[i - 1].t);
   const diag = d.kernel.endsWith("Diag");
 
-  if (d.kernel === "embeddingForward") {
+  if (d.role === "embed") {
     return {
       what: "embedding",
       writes: ["x0"],
@@ -145,7 +147,7 @@ function roleOf(
       }),
     };
   }
-  if (d.kernel.startsWith("embeddingBackward")) {
+  if (d.role === "embedBackward") {
     return {
       what: "embedding",
       writes: [],
@@ -158,7 +160,7 @@ function roleOf(
       },
     };
   }
-  if (d.kernel === "crossEntropy") {
+  if (d.role === "loss") {
     const l = layers[L - 1];
     return {
       what: `output layer ${L - 1}, ${mode}`,
@@ -180,7 +182,7 @@ function roleOf(
   const i = d.op - 1; // the layer of the op
   const l = layers[i];
   const R = B * l.positions;
-  if (d.kernel === "batchnormBackward") {
+  if (d.role === "batchnormBackward") {
     // The previous layer's activation and BatchNorm backward, on the dt that layer i's input
     // gradient left in its dh region.
     const prev = layers[i - 1];
@@ -199,7 +201,7 @@ function roleOf(
       },
     };
   }
-  if (/^(linear|matmul)Forward/.test(d.kernel)) {
+  if (d.role === "forward") {
     return {
       what: `layer ${i}, ${mode}`,
       writes: l.bn ? (d.train ? [`h${i}`, `t${i}`, `stats${i}`] : [`h${i}`, `t${i}`]) : [`t${i}`],
@@ -219,46 +221,44 @@ function roleOf(
       },
     };
   }
-  if (/^(linear|matmul)Backward/.test(d.kernel)) {
-    const apart = (f.flags & C.PREV_APART) !== 0;
-    const prev = layers[i - 1];
-    return {
-      what: `layer ${i}${i === 0 ? "" : apart ? ", its input's dt" : `, with layer ${i - 1}'s`}`,
-      writes: [i === 0 ? "dx0" : `dh${i - 1}`],
-      expect: ({ v, got, snapshot }) => {
-        const lb = linearBackwardBound(
-          v.layers[i].dh,
-          input(v, i),
-          view(p, l.weight),
-          R,
-          l.nIn,
-          l.nOut,
-        );
-        const grads: [string, Bounded][] = [[l.weight.name, lb.dW]];
-        if (l.bias) grads.push([l.bias.name, lb.db]);
-        const checks: Check[] = [];
-        if (snapshot) {
-          checks.push([`snapshot: ${l.weight.name} gradient`, snapshot.weights[i + 1].grad, lb.dW]);
-        }
-        if (i === 0) {
-          checks.push(["linear backward: dx of the embedding", got.dx0, lb.dx]);
-        } else if (apart) {
-          checks.push([`linear backward: dt of layer ${i - 1}`, got.layers[i - 1].dh, lb.dx]);
-        } else {
-          const Rp = B * prev.positions;
-          const back = blockBackward(prev, lb.dx, v.layers[i - 1], p, eps, Rp);
-          checks.push([`linear backward: dh of layer ${i - 1}`, got.layers[i - 1].dh, back.dh]);
-          grads.push(...back.grads);
-        }
-        if (diag && snapshot && prev?.act === "tanh") {
-          const k = layers.slice(0, i - 1).filter((x) => x.act === "tanh").length;
-          checks.push([`snapshot: dt of layer ${i - 1}`, snapshot.tanh[k].dt, lb.dx]);
-        }
-        return { checks, grads };
-      },
-    };
-  }
-  throw new Error(`kernel_check: no role for the kernel ${d.kernel}`);
+  // The remaining role: a block's backward.
+  const apart = (f.flags & C.PREV_APART) !== 0;
+  const prev = layers[i - 1];
+  return {
+    what: `layer ${i}${i === 0 ? "" : apart ? ", its input's dt" : `, with layer ${i - 1}'s`}`,
+    writes: [i === 0 ? "dx0" : `dh${i - 1}`],
+    expect: ({ v, got, snapshot }) => {
+      const lb = linearBackwardBound(
+        v.layers[i].dh,
+        input(v, i),
+        view(p, l.weight),
+        R,
+        l.nIn,
+        l.nOut,
+      );
+      const grads: [string, Bounded][] = [[l.weight.name, lb.dW]];
+      if (l.bias) grads.push([l.bias.name, lb.db]);
+      const checks: Check[] = [];
+      if (snapshot) {
+        checks.push([`snapshot: ${l.weight.name} gradient`, snapshot.weights[i + 1].grad, lb.dW]);
+      }
+      if (i === 0) {
+        checks.push(["linear backward: dx of the embedding", got.dx0, lb.dx]);
+      } else if (apart) {
+        checks.push([`linear backward: dt of layer ${i - 1}`, got.layers[i - 1].dh, lb.dx]);
+      } else {
+        const Rp = B * prev.positions;
+        const back = blockBackward(prev, lb.dx, v.layers[i - 1], p, eps, Rp);
+        checks.push([`linear backward: dh of layer ${i - 1}`, got.layers[i - 1].dh, back.dh]);
+        grads.push(...back.grads);
+      }
+      if (diag && snapshot && prev?.act === "tanh") {
+        const k = layers.slice(0, i - 1).filter((x) => x.act === "tanh").length;
+        checks.push([`snapshot: dt of layer ${i - 1}`, snapshot.tanh[k].dt, lb.dx]);
+      }
+      return { checks, grads };
+    },
+  };
 }
 
 /**
@@ -321,15 +321,15 @@ export async function checkEachKernel(
   const out: KernelCheck[] = [];
   try {
     for (const d of everyDispatch(model)) {
-      const role = roleOf(model, d, init, ctx, targets, cpu.caches.map((c) => c.dt));
-      const v = prepared(values, [], role.input);
+      const e = expectedOf(model, d, init, ctx, targets, cpu.caches.map((c) => c.dt));
+      const v = prepared(values, [], e.input);
       model.setParams(init.params, init.buffers);
-      model.writeActivations(B, prepared(v, role.inPlace ? [] : role.writes));
+      model.writeActivations(B, prepared(v, e.inPlace ? [] : e.writes));
       const partials = await model.runAlone(d, data, lr);
       const got = await model.readActivations(B);
       const after = await model.getParams();
       const snapshot = d.kernel.endsWith("Diag") ? await model.snapshot(0) : undefined;
-      const r = role.expect({ v, got, partials, snapshot });
+      const r = e.expect({ v, got, partials, snapshot });
       const checks = [...r.checks];
       const grads = new Map(r.grads ?? []);
       const running = new Map(r.running ?? []);
@@ -357,11 +357,11 @@ export async function checkEachKernel(
       }
       const before = regionsOf(v);
       for (const [name, now] of regionsOf(got)) {
-        if (!role.writes.includes(name)) {
+        if (!e.writes.includes(name)) {
           checks.push([`${name} untouched`, now, exact(before.get(name)!)]);
         }
       }
-      out.push({ kernel: d.kernel, what: role.what, comparisons: compare(checks) });
+      out.push({ kernel: d.kernel, what: e.what, comparisons: compare(checks) });
     }
     return out;
   } finally {

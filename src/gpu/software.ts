@@ -145,7 +145,7 @@ export const software: KernelFamily = {
   embed(plan, rows) {
     const e = plan.ops[0];
     const groups = [ceil(rows * e.positions * e.out_q, EMBED_WG), 1] as const;
-    return { kernel: "embeddingForward", op: 0, groups, rows, train: true };
+    return { role: "embed", kernel: "embeddingForward", op: 0, groups, rows, train: true };
   },
 
   layer(plan, i, rows, train) {
@@ -154,6 +154,7 @@ export const software: KernelFamily = {
     // Batch statistics need every row in one workgroup; otherwise rows split over many.
     const batchStats = (f.flags & C.HAS_BN) !== 0 && train;
     return [{
+      role: "forward",
       kernel: fits(R, f.in_q) ? "linearForwardWindowed" : "linearForward",
       op: i + 1,
       groups: [ceil(f.out_q, WX), batchStats ? 1 : ceil(R, RB)],
@@ -172,6 +173,7 @@ export const software: KernelFamily = {
       const f = plan.ops[i + 1];
       const R = rows * f.positions;
       list.push({
+        role: "backward",
         kernel: "linearBackward" + suffix(fits(R, f.in_q) && fits(R, f.out_q)),
         op: i + 1,
         groups: [f.dw_groups + ceil(f.in_q, WX), 1],
@@ -181,6 +183,7 @@ export const software: KernelFamily = {
     }
     const e = plan.ops[0];
     list.push({
+      role: "embedBackward",
       kernel: "embeddingBackward" + suffix(fits(rows * e.positions, e.out_q)),
       op: 0,
       groups: [ceil(plan.config.vocabSize, EMBED_TOKENS), ceil(e.embd, 4)],
