@@ -17,6 +17,7 @@ import type {} from "../src/lab/hooks.ts";
 import names from "../data/names.txt" with { type: "text" };
 import { batchOf, drawBatches } from "../src/batches.ts";
 import { makeDataset, parseWords } from "../src/data.ts";
+import { FAMILIES } from "../src/gpu/model.ts";
 import { initModel, learningRate, PRESETS } from "../src/model.ts";
 import { Rng } from "../src/rng.ts";
 import {
@@ -137,6 +138,13 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       assert(results.length > 100, `${results.length} comparisons`);
       const bad = results.filter((r) => !(r.error <= r.tolerance));
       assertEquals(bad, [], "every tensor within its bound");
+      // Every kernel variant of both families also ran alone (src/gpu/kernel_check.ts).
+      const alone = Object.values(FAMILIES).flatMap((f) =>
+        Object.keys(f.entryPoints).map((k) => [f.name, k] as const)
+      ).filter(([f, k]) =>
+        !results.some((r) => r.name.startsWith(`${f} kernels`) && r.name.includes(`: ${k} alone (`))
+      );
+      assertEquals(alone, [], "kernels never checked alone in the page");
     });
 
     // The CLI's run of the same settings, to compare with.
