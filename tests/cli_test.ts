@@ -7,6 +7,7 @@
 import names from "../data/names.txt" with { type: "text" };
 import { decodeCheckpoint, encodeCheckpoint } from "../src/checkpoint.ts";
 import { exists } from "../src/files.ts";
+import { PRESETS } from "../src/model.ts";
 import { assert, assertEquals, cliCommand, type CliResult, runCli, testWith } from "./util.ts";
 
 const small = names.split("\n").slice(0, 400).join("\n") + "\n";
@@ -311,7 +312,10 @@ testWith(
           ["--batch-size", "2000", "--hidden", "2048"],
           /a batch of 2000 rows is more than the software kernels take for this model/,
         ],
-        [["--preset", "huge"], /--preset must be one of seed, lecture, got 'huge'/],
+        [
+          ["--preset", "huge"],
+          new RegExp(`--preset must be one of ${Object.keys(PRESETS).join(", ")}, got 'huge'`),
+        ],
         [["--backend", "tpu"], /--backend must be one of webgpu, cpu, got 'tpu'/],
         [["--resume"], /--resume: no checkpoint in/],
         [

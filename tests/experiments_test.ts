@@ -136,7 +136,10 @@ testWith(NEEDS, "sweep: bad grid values get one line, before any run", async () 
       [["--lr", "0.1,fast"], /--lr must be a number \(or a ratio such as 5\/3\), got 'fast'/],
       [["--hidden", "8,,16"], /--hidden: an empty value in '8,,16'/],
       [["--hidden", "0,8"], /--hidden must be at least 1, got 0/],
-      [["--preset", "seed,huge"], /--preset must be one of seed, lecture, got 'huge'/],
+      [
+        ["--preset", "seed,huge"],
+        new RegExp(`--preset must be one of ${Object.keys(PRESETS).join(", ")}, got 'huge'`),
+      ],
       [["--lr", "0.1,0.1"], /--lr: 0.1 and 0.1 are the same value/],
       [["--lr", "0.1,0.10"], /--lr: 0.1 and 0.10 are the same value/],
       [["--init", "unit", "--gain", "1,2"], /--gain scales the Kaiming initialization/],

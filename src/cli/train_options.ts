@@ -237,40 +237,27 @@ export function resolveModel(
     if (typeof parsed === "string") throw new UsageError(`--network: ${parsed}`);
     listed = parsed;
   }
-  if (listed) {
-    const sized = resizeModel({ ...model, layers: listed, ...summary(listed) }, {
-      blockSize,
-      nEmbd: values.embd,
-      nHidden: values.hidden,
-      nLayers: values.layers,
-      noBatchNorm: values["no-batchnorm"],
-    });
-    if (typeof sized === "string") {
-      throw new UsageError(sized.replace("number of hidden blocks", "--layers"));
-    }
-    const out = sized.outputBatchNorm;
-    return {
-      ...sized,
-      init,
-      tanhGain: values.gain ?? model.tanhGain,
-      outputGamma: out && scale !== undefined ? scale : model.outputGamma,
-      outputInit: !out && scale !== undefined ? scale : model.outputInit,
-      bnMomentum: values["bn-momentum"] ?? model.bnMomentum,
-    };
-  }
-  const outputBatchNorm = model.outputBatchNorm && batchNorm;
-  return {
-    ...model,
+  const sized = resizeModel(listed ? { ...model, layers: listed, ...summary(listed) } : model, {
     blockSize,
-    nEmbd: values.embd ?? model.nEmbd,
-    nHidden: values.hidden ?? model.nHidden,
-    nLayers: values.layers ?? model.nLayers,
-    batchNorm,
+    nEmbd: values.embd,
+    nHidden: values.hidden,
+    nLayers: values.layers,
+    noBatchNorm: values["no-batchnorm"],
+  });
+  if (typeof sized === "string") {
+    throw new UsageError(sized.replace("number of hidden blocks", "--layers"));
+  }
+  // The MLP's BatchNorm is a flag (a list has dropped its BatchNorm1d already): without its
+  // BatchNorm the output layer gets a bias, as makemore's Linear has.
+  const outputBatchNorm = listed ? sized.outputBatchNorm : model.outputBatchNorm && batchNorm;
+  const mlp = listed
+    ? {}
+    : { batchNorm, outputBatchNorm, outputBias: model.outputBias || !outputBatchNorm };
+  return {
+    ...sized,
+    ...mlp,
     init,
     tanhGain: values.gain ?? model.tanhGain,
-    // Without its BatchNorm the output layer gets a bias, as makemore's Linear has.
-    outputBatchNorm,
-    outputBias: model.outputBias || !outputBatchNorm,
     outputGamma: outputBatchNorm && scale !== undefined ? scale : model.outputGamma,
     outputInit: !outputBatchNorm && scale !== undefined ? scale : model.outputInit,
     bnMomentum: values["bn-momentum"] ?? model.bnMomentum,
