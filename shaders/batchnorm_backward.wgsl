@@ -28,30 +28,31 @@ fn bn_total(v: vec4f, li: u32) -> vec4f {
 // Grid: (prev.out_q).
 @compute @workgroup_size(BN_WG)
 fn batchnorm_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  enter(wg.z);
   let q = wg.x;
   let rows = step.rows * prev.positions;
-  let mean = In[prev.stats + q];
-  let invstd = bn_invstd(In[prev.stats + prev.out_q + q], prev.eps);
+  let mean = In[rA + prev.stats + q];
+  let invstd = bn_invstd(In[rA + prev.stats + prev.out_q + q], prev.eps);
   var sum_dy = vec4f(0.0);
   var sum_dy_xhat = vec4f(0.0);
   for (var r = li; r < rows; r += BN_WG) {
     let at = r * prev.out_q + q;
-    let dy = act_backward(Gout[prev.dh + at], In[prev.t + at], prev.flags);
+    let dy = act_backward(Gout[rG + prev.dh + at], In[rA + prev.t + at], prev.flags);
     sum_dy += dy;
-    sum_dy_xhat += dy * (In[prev.h + at] - mean) * invstd;
-    Gout[prev.dh + at] = dy; // this invocation reads it back below
+    sum_dy_xhat += dy * (In[rA + prev.h + at] - mean) * invstd;
+    Gout[rG + prev.dh + at] = dy; // this invocation reads it back below
   }
   sum_dy = bn_total(sum_dy, li);
   sum_dy_xhat = bn_total(sum_dy_xhat, li);
-  let gamma = P[prev.gamma + q];
+  let gamma = P[rP + prev.gamma + q];
   for (var r = li; r < rows; r += BN_WG) {
     let at = r * prev.out_q + q;
-    let xhat = (In[prev.h + at] - mean) * invstd;
-    Gout[prev.dh + at] = bn_backward(Gout[prev.dh + at], xhat, invstd, gamma, sum_dy,
+    let xhat = (In[rA + prev.h + at] - mean) * invstd;
+    Gout[rG + prev.dh + at] = bn_backward(Gout[rG + prev.dh + at], xhat, invstd, gamma, sum_dy,
                                      sum_dy_xhat, rows);
   }
   if (li == 0u) {
-    Pn[prev.gamma + q] = sgd(gamma, sum_dy_xhat);
-    Pn[prev.beta + q] = sgd(P[prev.beta + q], sum_dy);
+    Pn[rP + prev.gamma + q] = sgd(gamma, sum_dy_xhat);
+    Pn[rP + prev.beta + q] = sgd(P[rP + prev.beta + q], sum_dy);
   }
 }

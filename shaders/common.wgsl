@@ -23,3 +23,29 @@
 // it: WGSL lets a store to one component access the whole vector, and Metal compiles it as a
 // read-modify-write of the float4, so two invocations writing different components of one
 // vec4 would lose updates at random (tests/shader_lint_test.ts refuses such stores).
+//
+// Replicas: a pass runs every replica of a group in the same dispatch, replica r in the
+// workgroups of z = r (src/gpu/plan.ts). Each kernel begins with enter(its workgroup's z), and
+// from then on indexes every buffer from that replica's part of it (the strides are in Step):
+// its parameters, activations, gradients, token ids and what it reports are its own, and its
+// weight is layer `rep` of the texture arrays W and Wn. Nothing is shared between replicas but
+// the Op uniforms (one shape) and, in evaluation, the examples (rep_data = 0).
+var<private> rep: u32; // this replica
+var<private> rP: u32; // where its part of P and Pn starts (vec4)
+var<private> rA: u32; // ... of In and Out (vec4)
+var<private> rG: u32; // ... of Gin and Gout (vec4)
+var<private> rD: u32; // ... of D (ints)
+var<private> rH: u32; // ... of Host (floats)
+var<private> lr: f32; // its learning rate at this step
+var<private> momentum: f32; // its BatchNorm momentum
+
+fn enter(replica: u32) {
+  rep = replica;
+  rP = replica * step.rep_p;
+  rA = replica * step.rep_act;
+  rG = replica * step.rep_grad;
+  rD = replica * step.rep_data;
+  rH = replica * step.rep_host;
+  lr = replicas[replica].lr;
+  momentum = replicas[replica].momentum;
+}

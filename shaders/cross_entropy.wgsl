@@ -7,8 +7,11 @@
 // accuracy. When the output layer has a BatchNorm, its backward (and its SGD) runs here too,
 // because it needs the whole column of gradients, which this one workgroup has just produced.
 //
-// Training runs one workgroup; evaluation may run several, each writing its partial sum of
-// the losses to Host[step.loss + workgroup] for the host to add up. It runs with the output
+// Training runs one workgroup, which writes the batch's mean loss to Host[step.loss].
+// Evaluation runs an invocation per row, each writing its row's loss to Host[step.loss + row]:
+// the host adds them up in float64, in row order, so that a split's loss does not depend on how
+// it was cut into passes (a group of replicas cuts it as each replica alone would not, when
+// their splits differ in size: src/gpu/passes.ts). It runs with the output
 // layer's op: the logits (and h, and the batch statistics) in Out, the gradient it produces
 // in Gout.
 
@@ -23,6 +26,7 @@ fn real_logits(n: u32) -> vec4<bool> {
 @compute @workgroup_size(CE_WG)
 fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
                  @builtin(num_workgroups) groups: vec3u) {
+  enter(wg.z);
   let rows = step.rows;
   let train = step.mode == MODE_TRAIN;
   let targets = step.data + rows * op.block;
@@ -32,25 +36,32 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
     let row = op.t + r * op.out_q;
     var m = lowest;
     for (var n = 0u; n < op.out_q; n++) {
-      m = max(m, select(lowest, Out[row + n], real_logits(n)));
+      m = max(m, select(lowest, Out[rA + row + n], real_logits(n)));
     }
     let row_max = max(max(m.x, m.y), max(m.z, m.w)); // subtracted so that exp cannot overflow
     var s = vec4f(0.0);
     for (var n = 0u; n < op.out_q; n++) {
-      s += select(vec4f(0.0), exp(Out[row + n] - row_max), real_logits(n));
+      s += select(vec4f(0.0), exp(Out[rA + row + n] - row_max), real_logits(n));
     }
     let sum = s.x + s.y + s.z + s.w;
-    let label = u32(D[targets + r]);
-    loss += log(sum) + row_max - Out[row + label / 4u][label % 4u];
+    let label = u32(D[rD + targets + r]);
+    let row_loss = log(sum) + row_max - Out[rA + row + label / 4u][label % 4u];
+    loss += row_loss;
+    if (!train) {
+      Host[rH + step.loss + r] = row_loss;
+    }
     if (train) {
       for (var n = 0u; n < op.out_q; n++) {
-        let p = select(vec4f(0.0), exp(Out[row + n] - row_max) / sum, real_logits(n));
+        let p = select(vec4f(0.0), exp(Out[rA + row + n] - row_max) / sum, real_logits(n));
         let onehot = select(vec4f(0.0), vec4f(1.0), 4u * n + vec4u(0u, 1u, 2u, 3u) == vec4u(label));
-        Gout[op.dh + r * op.out_q + n] = (p - onehot) / f32(rows);
+        Gout[rG + op.dh + r * op.out_q + n] = (p - onehot) / f32(rows);
       }
     }
   }
 
+  if (!train) {
+    return;
+  }
   partial[li] = loss;
   workgroupBarrier();
   for (var half = CE_WG / 2u; half > 0u; half /= 2u) {
@@ -60,9 +71,9 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
     workgroupBarrier();
   }
   if (li == 0u) {
-    Host[step.loss + wg.x] = select(partial[0], partial[0] / f32(rows), train);
+    Host[rH + step.loss] = partial[0] / f32(rows);
   }
-  if (!train || (op.flags & HAS_BN) == 0u) {
+  if ((op.flags & HAS_BN) == 0u) {
     return;
   }
 
@@ -75,23 +86,23 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
   // writes: llvmpipe cannot show it (it runs the workgroup's lanes in step), a GPU would.
   storageBarrier();
   for (var q = li; q < op.out_q; q += CE_WG) {
-    let mean = Out[op.stats + q];
-    let invstd = bn_invstd(Out[op.stats + op.out_q + q], op.eps);
+    let mean = Out[rA + op.stats + q];
+    let invstd = bn_invstd(Out[rA + op.stats + op.out_q + q], op.eps);
     var sum_dy = vec4f(0.0);
     var sum_dy_xhat = vec4f(0.0);
     for (var r = 0u; r < rows; r++) {
-      let dy = Gout[op.dh + r * op.out_q + q];
+      let dy = Gout[rG + op.dh + r * op.out_q + q];
       sum_dy += dy;
-      sum_dy_xhat += dy * (Out[op.h + r * op.out_q + q] - mean) * invstd;
+      sum_dy_xhat += dy * (Out[rA + op.h + r * op.out_q + q] - mean) * invstd;
     }
-    let gamma = P[op.gamma + q];
+    let gamma = P[rP + op.gamma + q];
     for (var r = 0u; r < rows; r++) {
       let at = r * op.out_q + q;
-      let xhat = (Out[op.h + at] - mean) * invstd;
-      Gout[op.dh + at] = bn_backward(Gout[op.dh + at], xhat, invstd, gamma, sum_dy, sum_dy_xhat,
+      let xhat = (Out[rA + op.h + at] - mean) * invstd;
+      Gout[rG + op.dh + at] = bn_backward(Gout[rG + op.dh + at], xhat, invstd, gamma, sum_dy, sum_dy_xhat,
                                      rows);
     }
-    Pn[op.gamma + q] = sgd(gamma, sum_dy_xhat);
-    Pn[op.beta + q] = sgd(P[op.beta + q], sum_dy);
+    Pn[rP + op.gamma + q] = sgd(gamma, sum_dy_xhat);
+    Pn[rP + op.beta + q] = sgd(P[rP + op.beta + q], sum_dy);
   }
 }

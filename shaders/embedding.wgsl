@@ -23,6 +23,7 @@ override DIAG: bool = false;
 // vec4s between invocations, see common.wgsl).
 @compute @workgroup_size(EMBED_WG)
 fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
+  enter(gid.z);
   let o = gid.x;
   if (o >= step.rows * op.positions * op.out_q) {
     return;
@@ -32,12 +33,12 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3u) {
   for (var c = 0u; c < 4u; c++) {
     let f = 4u * (o % op.out_q) + c;
     if (f < op.group * op.embd) {
-      let id = u32(D[step.data + r * op.group + f / op.embd]);
+      let id = u32(D[rD + step.data + r * op.group + f / op.embd]);
       let e = f % op.embd;
-      x[c] = P[op.w + id * op.embd_q + e / 4u][e % 4u];
+      x[c] = P[rP + op.w + id * op.embd_q + e / 4u][e % 4u];
     }
   }
-  Out[op.t + o] = x;
+  Out[rA + op.t + o] = x;
 }
 
 // Lanes are tokens: the EMBED_TOKENS invocations of a workgroup own as many tokens' vec4 of
@@ -48,6 +49,7 @@ override WINDOWS: bool = false;
 
 @compute @workgroup_size(EMBED_TOKENS)
 fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
+  enter(gid.z);
   let token = gid.x;
   let e0 = 4u * gid.y; // the first of this invocation's 4 dimensions
   let dims = e0 + vec4u(0u, 1u, 2u, 3u);
@@ -56,12 +58,12 @@ fn embedding_backward(@builtin(global_invocation_id) gid: vec3u) {
   var grad = vec4f(0.0);
   for (var r = 0u; r < step.rows * op.positions; r++) {
     for (var t = 0u; t < op.group; t++) {
-      let id = u32(D[step.data + r * op.group + t]);
+      let id = u32(D[rD + step.data + r * op.group + t]);
       // The gradient of token t of row r, dimensions e0..e0+3: floats of row r of dx.
       let i = 4u * r * op.out_q + t * op.embd + min(dims, vec4u(last));
       var g: vec4f;
       for (var c = 0u; c < 4u; c++) {
-        g[c] = select(Gin[op.dh + (i[c] >> 2u)][i[c] & 3u], GinWindow[i[c] >> 2u][i[c] & 3u], WINDOWS);
+        g[c] = select(Gin[rG + op.dh + (i[c] >> 2u)][i[c] & 3u], GinWindow[i[c] >> 2u][i[c] & 3u], WINDOWS);
       }
       grad += select(vec4f(0.0), g, vec4<bool>(id == token));
     }

@@ -62,6 +62,7 @@ fn column_total(v: vec4f, lid: vec3u) -> vec4f {
 @compute @workgroup_size(WX, WY)
 fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
                   @builtin(num_workgroups) groups: vec3u) {
+  enter(wg.z);
   let rows = step.rows * op.positions;
   let q = wg.x * WX + lid.x;
   let live = q < op.out_q;
@@ -75,7 +76,7 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
   let stride = groups.y * WY * RB;
   var bias = vec4f(0.0);
   if ((op.flags & HAS_BIAS) != 0u) {
-    bias = P[op.bias + qc];
+    bias = P[rP + op.bias + qc];
   }
 
   // h = x @ W + b, over this invocation's rows; with BatchNorm, h is stored for the epilogue.
@@ -87,13 +88,13 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
     }
     for (var k = 0u; k < op.in_q; k++) {
       // Rows 4k..4k+3 of W, this invocation's 4 columns.
-      let w0 = textureLoad(W, vec2u(qc, 4u * k), 0);
-      let w1 = textureLoad(W, vec2u(qc, 4u * k + 1u), 0);
-      let w2 = textureLoad(W, vec2u(qc, 4u * k + 2u), 0);
-      let w3 = textureLoad(W, vec2u(qc, 4u * k + 3u), 0);
+      let w0 = textureLoad(W, vec2u(qc, 4u * k), rep, 0);
+      let w1 = textureLoad(W, vec2u(qc, 4u * k + 1u), rep, 0);
+      let w2 = textureLoad(W, vec2u(qc, 4u * k + 2u), rep, 0);
+      let w3 = textureLoad(W, vec2u(qc, 4u * k + 3u), rep, 0);
       for (var i = 0u; i < RB; i++) {
         let xi = min(r0 + i, rows - 1u) * op.in_q + k;
-        let x = select(In[op.x + xi], InWindow[xi], WINDOWS);
+        let x = select(In[rA + op.x + xi], InWindow[xi], WINDOWS);
         acc[i] += x.x * w0 + x.y * w1 + x.z * w2 + x.w * w3;
       }
     }
@@ -103,7 +104,7 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
     for (var i = 0u; i < RB; i++) {
       let r = r0 + i;
       if (live && r < rows) {
-        Out[to + r * op.out_q + q] = acc[i];
+        Out[rA + to + r * op.out_q + q] = acc[i];
         sum += acc[i];
       }
     }
@@ -114,7 +115,7 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
         for (var i = 0u; i < RB; i++) {
           let at = op.t + (r0 + i) * op.out_q + q;
           if (live && r0 + i < rows) {
-            Out[at] = act_forward(Out[at], op.flags);
+            Out[rA + at] = act_forward(Out[rA + at], op.flags);
           }
         }
       }
@@ -133,33 +134,33 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
       for (var i = 0u; i < RB; i++) {
         let r = r0 + i;
         if (live && r < rows) {
-          let d = Out[op.h + r * op.out_q + q] - mean;
+          let d = Out[rA + op.h + r * op.out_q + q] - mean;
           sum_sq += d * d;
         }
       }
     }
     variance = bn_variance(column_total(sum_sq, lid), rows);
     if (lid.y == 0u && live) {
-      Out[op.stats + q] = mean;
-      Out[op.stats + op.out_q + q] = variance;
+      Out[rA + op.stats + q] = mean;
+      Out[rA + op.stats + op.out_q + q] = variance;
       if (step.mode == MODE_TRAIN) {
-        Pn[op.run_mean + q] = bn_running(P[op.run_mean + q], mean, op.momentum);
-        Pn[op.run_var + q] = bn_running(P[op.run_var + q], variance, op.momentum);
+        Pn[rP + op.run_mean + q] = bn_running(P[rP + op.run_mean + q], mean, momentum);
+        Pn[rP + op.run_var + q] = bn_running(P[rP + op.run_var + q], variance, momentum);
       }
     }
   } else {
-    mean = P[op.run_mean + qc];
-    variance = P[op.run_var + qc];
+    mean = P[rP + op.run_mean + qc];
+    variance = P[rP + op.run_var + qc];
   }
   let invstd = bn_invstd(variance, op.eps);
-  let gamma = P[op.gamma + qc];
-  let beta = P[op.beta + qc];
+  let gamma = P[rP + op.gamma + qc];
+  let beta = P[rP + op.beta + qc];
   for (var r0 = first; r0 < rows; r0 += stride) {
     for (var i = 0u; i < RB; i++) {
       let r = r0 + i;
       if (live && r < rows) {
-        let y = bn_forward(Out[op.h + r * op.out_q + q], mean, invstd, gamma, beta);
-        Out[op.t + r * op.out_q + q] = act_forward(y, op.flags);
+        let y = bn_forward(Out[rA + op.h + r * op.out_q + q], mean, invstd, gamma, beta);
+        Out[rA + op.t + r * op.out_q + q] = act_forward(y, op.flags);
       }
     }
   }
@@ -168,6 +169,7 @@ fn linear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
 // Backward: workgroups below op.dw_groups compute tiles of dW, the others slices of dx.
 @compute @workgroup_size(WX, WY)
 fn linear_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  enter(wg.z);
   if (wg.x < op.dw_groups) {
     weight_gradient(wg.x, lid);
   } else {
@@ -191,11 +193,11 @@ fn weight_gradient(tile: u32, lid: vec3u) {
   var bias_grad = vec4f(0.0);
   for (var b = 0u; b < rows; b++) {
     let gi = b * op.out_q + qc;
-    let g = select(Gin[op.dh + gi], GinWindow[gi], WINDOWS);
+    let g = select(Gin[rG + op.dh + gi], GinWindow[gi], WINDOWS);
     bias_grad += g;
     for (var j = 0u; j < RK / 4u; j++) {
       let xi = b * op.in_q + min(k0 / 4u + j, op.in_q - 1u);
-      let x = select(In[op.x + xi], InWindow[xi], WINDOWS);
+      let x = select(In[rA + op.x + xi], InWindow[xi], WINDOWS);
       acc[4u * j] += x.x * g;
       acc[4u * j + 1u] += x.y * g;
       acc[4u * j + 2u] += x.z * g;
@@ -205,12 +207,12 @@ fn weight_gradient(tile: u32, lid: vec3u) {
   for (var i = 0u; i < RK; i++) {
     let k = k0 + i;
     if (live && k < 4u * op.in_q) {
-      let w = textureLoad(W, vec2u(q, k), 0);
-      textureStore(Wn, vec2u(q, k), w - step.lr * acc[i]); // sgd(), inline: a call would spill acc
+      let w = textureLoad(W, vec2u(q, k), rep, 0);
+      textureStore(Wn, vec2u(q, k), rep, w - lr * acc[i]); // sgd(), inline: a call would spill acc
     }
   }
   if ((op.flags & HAS_BIAS) != 0u && k0 == 0u && live) {
-    Pn[op.bias + q] = sgd(P[op.bias + q], bias_grad);
+    Pn[rP + op.bias + q] = sgd(P[rP + op.bias + q], bias_grad);
   }
   if (DIAG) {
     // Padding is left out of the moments; the snapshot keeps it, in W's padded layout.
@@ -220,23 +222,23 @@ fn weight_gradient(tile: u32, lid: vec3u) {
       let k = k0 + i;
       let counted = real & vec4<bool>(live && k < op.n_in);
       let g = select(vec4f(0.0), acc[i], counted);
-      let w = textureLoad(W, vec2u(qc, min(k, 4u * op.in_q - 1u)), 0) - step.lr * acc[i];
+      let w = textureLoad(W, vec2u(qc, min(k, 4u * op.in_q - 1u)), rep, 0) - lr * acc[i];
       let wc = select(vec4f(0.0), w, counted);
       moments += vec4f(sum4(g), sum4(g * g), sum4(wc), sum4(wc * wc));
       if (step.snap != NONE && live && k < 4u * op.in_q) {
         let at = step.snap + op.snap_w + 4u * (k * op.out_q + q);
-        Host[at] = acc[i].x;
-        Host[at + 1u] = acc[i].y;
-        Host[at + 2u] = acc[i].z;
-        Host[at + 3u] = acc[i].w;
+        Host[rH + at] = acc[i].x;
+        Host[rH + at + 1u] = acc[i].y;
+        Host[rH + at + 2u] = acc[i].z;
+        Host[rH + at + 3u] = acc[i].w;
       }
     }
     if (step.diag != NONE) {
       let at = step.diag + op.diag + 4u * ((tile * WY + lid.y) * WX + lid.x);
-      Host[at] = moments.x;
-      Host[at + 1u] = moments.y;
-      Host[at + 2u] = moments.z;
-      Host[at + 3u] = moments.w;
+      Host[rH + at] = moments.x;
+      Host[rH + at + 1u] = moments.y;
+      Host[rH + at + 2u] = moments.z;
+      Host[rH + at + 3u] = moments.w;
     }
   }
 }
@@ -256,8 +258,8 @@ fn input_gradient(tile: u32, lid: vec3u) {
   var mean = vec4f(0.0);
   var invstd = vec4f(0.0);
   if (bn) {
-    mean = In[prev.stats + ic];
-    invstd = bn_invstd(In[prev.stats + prev.out_q + ic], prev.eps);
+    mean = In[rA + prev.stats + ic];
+    invstd = bn_invstd(In[rA + prev.stats + prev.out_q + ic], prev.eps);
   }
 
   var sum_dy = vec4f(0.0);
@@ -269,20 +271,20 @@ fn input_gradient(tile: u32, lid: vec3u) {
     }
     for (var n = 0u; n < op.out_q; n++) {
       // Rows 4*ic..4*ic+3 of W (this invocation's input features), output features 4n..4n+3.
-      let w0 = textureLoad(W, vec2u(n, 4u * ic), 0);
-      let w1 = textureLoad(W, vec2u(n, 4u * ic + 1u), 0);
-      let w2 = textureLoad(W, vec2u(n, 4u * ic + 2u), 0);
-      let w3 = textureLoad(W, vec2u(n, 4u * ic + 3u), 0);
+      let w0 = textureLoad(W, vec2u(n, 4u * ic), rep, 0);
+      let w1 = textureLoad(W, vec2u(n, 4u * ic + 1u), rep, 0);
+      let w2 = textureLoad(W, vec2u(n, 4u * ic + 2u), rep, 0);
+      let w3 = textureLoad(W, vec2u(n, 4u * ic + 3u), rep, 0);
       for (var i = 0u; i < RB; i++) {
         let di = min(r0 + i, rows - 1u) * op.out_q + n;
-        let d = select(Gin[op.dh + di], GinWindow[di], WINDOWS);
+        let d = select(Gin[rG + op.dh + di], GinWindow[di], WINDOWS);
         acc[i] += vec4f(dot(w0, d), dot(w1, d), dot(w2, d), dot(w3, d));
       }
     }
     for (var i = 0u; i < RB; i++) {
       let r = r0 + i;
       if (live && r < rows) {
-        Gout[prev.dh + r * op.in_q + iq] = acc[i];
+        Gout[rG + prev.dh + r * op.in_q + iq] = acc[i];
       }
     }
     if (DIAG && step.snap != NONE && prev.snap_dt != NONE) {
@@ -290,10 +292,10 @@ fn input_gradient(tile: u32, lid: vec3u) {
         let r = r0 + i;
         if (live && r < rows) {
           let at = step.snap + prev.snap_dt + 4u * (r * op.in_q + iq); // padded [rows][in_q]
-          Host[at] = acc[i].x;
-          Host[at + 1u] = acc[i].y;
-          Host[at + 2u] = acc[i].z;
-          Host[at + 3u] = acc[i].w;
+          Host[rH + at] = acc[i].x;
+          Host[rH + at + 1u] = acc[i].y;
+          Host[rH + at + 2u] = acc[i].z;
+          Host[rH + at + 3u] = acc[i].w;
         }
       }
     }
@@ -305,14 +307,14 @@ fn input_gradient(tile: u32, lid: vec3u) {
       for (var i = 0u; i < RB; i++) {
         let at = (r0 + i) * op.in_q + iq;
         if (live && r0 + i < rows) {
-          var dy = Gout[prev.dh + at];
+          var dy = Gout[rG + prev.dh + at];
           if (act_in) {
             // prev.t is this layer's input, op.x: the window holds it.
-            dy = act_backward(dy, select(In[prev.t + at], InWindow[at], WINDOWS), prev.flags);
+            dy = act_backward(dy, select(In[rA + prev.t + at], InWindow[at], WINDOWS), prev.flags);
           }
           sum_dy += dy;
-          sum_dy_xhat += dy * (In[prev.h + at] - mean) * invstd;
-          Gout[prev.dh + at] = dy; // with BatchNorm, dy is turned into dh below
+          sum_dy_xhat += dy * (In[rA + prev.h + at] - mean) * invstd;
+          Gout[rG + prev.dh + at] = dy; // with BatchNorm, dy is turned into dh below
         }
       }
     }
@@ -323,20 +325,20 @@ fn input_gradient(tile: u32, lid: vec3u) {
 
   sum_dy = column_total(sum_dy, lid);
   sum_dy_xhat = column_total(sum_dy_xhat, lid);
-  let gamma = P[prev.gamma + ic];
+  let gamma = P[rP + prev.gamma + ic];
   for (var r0 = lid.y * RB; r0 < rows; r0 += WY * RB) {
     for (var i = 0u; i < RB; i++) {
       let r = r0 + i;
       if (live && r < rows) {
         let at = r * op.in_q + iq;
-        let xhat = (In[prev.h + at] - mean) * invstd;
-        Gout[prev.dh + at] = bn_backward(Gout[prev.dh + at], xhat, invstd, gamma, sum_dy,
+        let xhat = (In[rA + prev.h + at] - mean) * invstd;
+        Gout[rG + prev.dh + at] = bn_backward(Gout[rG + prev.dh + at], xhat, invstd, gamma, sum_dy,
                                          sum_dy_xhat, rows);
       }
     }
   }
   if (lid.y == 0u && live) {
-    Pn[prev.gamma + iq] = sgd(gamma, sum_dy_xhat);
-    Pn[prev.beta + iq] = sgd(P[prev.beta + iq], sum_dy);
+    Pn[rP + prev.gamma + iq] = sgd(gamma, sum_dy_xhat);
+    Pn[rP + prev.beta + iq] = sgd(P[rP + prev.beta + iq], sum_dy);
   }
 }

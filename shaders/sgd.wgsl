@@ -9,7 +9,7 @@
 // with an update. (linear.wgsl writes it out inline where a call would cost registers.)
 
 fn sgd(param: vec4f, grad: vec4f) -> vec4f {
-  return param - step.lr * grad;
+  return param - lr * grad;
 }
 
 // The update of one vec4 of the embedding table: dimensions 4 e4..4 e4 + 3 of `token`'s row
@@ -20,8 +20,8 @@ fn sgd(param: vec4f, grad: vec4f) -> vec4f {
 // step, its gradient, at the element's index in the CPU layout.
 fn sgd_embedding(token: u32, e4: u32, grad: vec4f, diag: bool) {
   let at = op.w + token * op.embd_q + e4;
-  let updated = sgd(P[at], grad);
-  Pn[at] = updated;
+  let updated = sgd(P[rP + at], grad);
+  Pn[rP + at] = updated;
   if (!diag) {
     return;
   }
@@ -30,13 +30,13 @@ fn sgd_embedding(token: u32, e4: u32, grad: vec4f, diag: bool) {
     let f = token * op.embd + e;
     if (e < op.embd && step.diag != NONE) {
       let m = step.diag + op.diag + 4u * f;
-      Host[m] = grad[c];
-      Host[m + 1u] = grad[c] * grad[c];
-      Host[m + 2u] = updated[c];
-      Host[m + 3u] = updated[c] * updated[c];
+      Host[rH + m] = grad[c];
+      Host[rH + m + 1u] = grad[c] * grad[c];
+      Host[rH + m + 2u] = updated[c];
+      Host[rH + m + 3u] = updated[c] * updated[c];
     }
     if (e < op.embd && step.snap != NONE) {
-      Host[step.snap + op.snap_w + f] = grad[c];
+      Host[rH + step.snap + op.snap_w + f] = grad[c];
     }
   }
 }

@@ -1,10 +1,20 @@
 /**
  * The host and the kernels agree on every uniform: a probe kernel, compiled with the same
- * generated declarations as the real kernels, copies each field of the Step and Op uniforms it
- * received into a buffer, and the host finds exactly the values it packed.
+ * generated declarations as the real kernels, copies each field of the Step and Op uniforms
+ * and of one replica's entry in the replicas' array it received into a buffer, and the host
+ * finds exactly the values it packed.
  */
 
-import { C, CONSTANTS, OP, STEP, type Struct, wgslPrelude } from "../src/gpu/abi.ts";
+import {
+  C,
+  CONSTANTS,
+  OP,
+  REPLICA,
+  REPLICAS_BYTES,
+  STEP,
+  type Struct,
+  wgslPrelude,
+} from "../src/gpu/abi.ts";
 import { compileModule } from "../src/gpu/kernels.ts";
 import { kernelSource } from "../src/gpu/shaders.ts";
 import { software } from "../src/gpu/software.ts";
@@ -25,20 +35,22 @@ function sample<F extends readonly Field[]>(s: Struct<F>, salt: number): Record<
   );
 }
 
-Deno.test("abi: the kernels read every Step and Op field the host packed", async () => {
+Deno.test("abi: the kernels read every Step, Op and Replica field the host packed", async () => {
   const { device } = await gpu();
+  const REP = 5; // a replica past the first: its entry is REP array strides in
   const code = wgslPrelude(software.constants) + `
 @compute @workgroup_size(1)
 fn probe() {
 ${copyFields("step", STEP, 0)}
 ${copyFields("op", OP, STEP.fields.length)}
+${copyFields(`replicas[${REP}]`, REPLICA, STEP.fields.length + OP.fields.length)}
 }`;
   const module = await compileModule(device, "probe", code);
   const pipeline = device.createComputePipeline({
     layout: "auto",
     compute: { module, entryPoint: "probe" },
   });
-  const fields = STEP.fields.length + OP.fields.length;
+  const fields = STEP.fields.length + OP.fields.length + REPLICA.fields.length;
   const uniform = (bytes: ArrayBuffer) => {
     const b = device.createBuffer({
       size: bytes.byteLength,
@@ -51,6 +63,10 @@ ${copyFields("op", OP, STEP.fields.length)}
   const opValues = sample(OP, 7);
   const stepBuf = uniform(STEP.pack(stepValues as never));
   const opBuf = uniform(OP.pack(opValues as never));
+  const replicaValues = sample(REPLICA, 11);
+  const replicaBytes = new Uint8Array(REPLICAS_BYTES);
+  replicaBytes.set(new Uint8Array(REPLICA.pack(replicaValues as never)), REP * REPLICA.bytes);
+  const replicaBuf = uniform(replicaBytes.buffer);
   const host = device.createBuffer({
     size: fields * 4,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
@@ -64,7 +80,13 @@ ${copyFields("op", OP, STEP.fields.length)}
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   pass.setPipeline(pipeline);
-  pass.setBindGroup(0, group(0, [{ binding: 0, resource: { buffer: stepBuf } }]));
+  pass.setBindGroup(
+    0,
+    group(0, [
+      { binding: 0, resource: { buffer: stepBuf } },
+      { binding: 1, resource: { buffer: replicaBuf } },
+    ]),
+  );
   pass.setBindGroup(
     1,
     group(1, [
@@ -79,7 +101,7 @@ ${copyFields("op", OP, STEP.fields.length)}
   await read.mapAsync(GPUMapMode.READ);
   const bits = read.getMappedRange().slice(0);
   read.unmap();
-  for (const b of [stepBuf, opBuf, host, read]) b.destroy();
+  for (const b of [stepBuf, opBuf, replicaBuf, host, read]) b.destroy();
   const got = new DataView(bits);
   const check = (s: Struct<readonly Field[]>, values: Record<string, number>, at: number) =>
     s.fields.forEach(([name, type], i) => {
@@ -90,11 +112,14 @@ ${copyFields("op", OP, STEP.fields.length)}
     });
   check(STEP, stepValues, 0);
   check(OP, opValues, STEP.fields.length);
+  check(REPLICA, replicaValues, STEP.fields.length + OP.fields.length);
 });
 
 Deno.test("abi: sizes, unpacking and the generated declarations", () => {
-  // WGSL rounds a struct of scalars up to 16 bytes.
-  assertEquals(STEP.bytes, 32);
+  // WGSL rounds a struct of scalars up to 16 bytes; an element of a uniform array takes 16.
+  assertEquals(STEP.bytes, Math.ceil((4 * STEP.fields.length) / 16) * 16);
+  assertEquals(REPLICA.bytes, 16);
+  assertEquals(REPLICAS_BYTES % 256, 0); // a slot of the replicas' array is a dynamic offset
   assertEquals(OP.bytes, Math.ceil((4 * OP.fields.length) / 16) * 16);
   const values = sample(OP, 2);
   assertEquals(OP.unpack(OP.pack(values as never)), values);

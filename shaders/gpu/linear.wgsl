@@ -81,6 +81,7 @@ override DIAG: bool = false;
 @compute @workgroup_size(GPU_WG)
 fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
                   @builtin(num_workgroups) groups: vec3u) {
+  enter(wg.z);
   let rows = step.rows * op.positions;
   let q = wg.x;
   let slice = li / G_ROWS;
@@ -90,7 +91,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
   let batch_stats = bn && step.mode == MODE_TRAIN;
   var bias = vec4f(0.0);
   if ((op.flags & HAS_BIAS) != 0u) {
-    bias = P[op.bias + q];
+    bias = P[rP + op.bias + q];
   }
   // The row loop's trip count is the same for every invocation: barriers stay uniform.
   var sum = vec4f(0.0);
@@ -99,20 +100,20 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
     let rc = min(r, rows - 1u);
     var acc = vec4f(0.0);
     for (var k = slice; k < op.in_q; k += G_SLICES) {
-      let x = In[op.x + rc * op.in_q + k];
-      acc += x.x * textureLoad(W, vec2u(q, 4u * k), 0) +
-             x.y * textureLoad(W, vec2u(q, 4u * k + 1u), 0) +
-             x.z * textureLoad(W, vec2u(q, 4u * k + 2u), 0) +
-             x.w * textureLoad(W, vec2u(q, 4u * k + 3u), 0);
+      let x = In[rA + op.x + rc * op.in_q + k];
+      acc += x.x * textureLoad(W, vec2u(q, 4u * k), rep, 0) +
+             x.y * textureLoad(W, vec2u(q, 4u * k + 1u), rep, 0) +
+             x.z * textureLoad(W, vec2u(q, 4u * k + 2u), rep, 0) +
+             x.w * textureLoad(W, vec2u(q, 4u * k + 3u), rep, 0);
     }
     let h = slice_total(acc, li) + bias;
     // (No `continue` for the others: the next iteration's barriers must stay uniform.)
     if (slice == 0u && r < rows) {
       let at = r * op.out_q + q;
       if (!bn) {
-        Out[op.t + at] = act_forward(h, op.flags);
+        Out[rA + op.t + at] = act_forward(h, op.flags);
       } else {
-        Out[op.h + at] = h;
+        Out[rA + op.h + at] = h;
         sum += h;
       }
     }
@@ -129,29 +130,29 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
     var sum_sq = vec4f(0.0);
     for (var r = first; r < rows; r += stride) {
       if (slice == 0u) {
-        let d = Out[op.h + r * op.out_q + q] - mean;
+        let d = Out[rA + op.h + r * op.out_q + q] - mean;
         sum_sq += d * d;
       }
     }
     variance = bn_variance(owners_sum(sum_sq, li), rows);
     if (li == 0u) {
-      Out[op.stats + q] = mean;
-      Out[op.stats + op.out_q + q] = variance;
-      Pn[op.run_mean + q] = bn_running(P[op.run_mean + q], mean, op.momentum);
-      Pn[op.run_var + q] = bn_running(P[op.run_var + q], variance, op.momentum);
+      Out[rA + op.stats + q] = mean;
+      Out[rA + op.stats + op.out_q + q] = variance;
+      Pn[rP + op.run_mean + q] = bn_running(P[rP + op.run_mean + q], mean, momentum);
+      Pn[rP + op.run_var + q] = bn_running(P[rP + op.run_var + q], variance, momentum);
     }
   } else {
-    mean = P[op.run_mean + q];
-    variance = P[op.run_var + q];
+    mean = P[rP + op.run_mean + q];
+    variance = P[rP + op.run_var + q];
   }
   let invstd = bn_invstd(variance, op.eps);
-  let gamma = P[op.gamma + q];
-  let beta = P[op.beta + q];
+  let gamma = P[rP + op.gamma + q];
+  let beta = P[rP + op.beta + q];
   for (var r = first; r < rows; r += stride) {
     if (slice == 0u) {
       let at = r * op.out_q + q;
-      let y = bn_forward(Out[op.h + at], mean, invstd, gamma, beta);
-      Out[op.t + at] = act_forward(y, op.flags);
+      let y = bn_forward(Out[rA + op.h + at], mean, invstd, gamma, beta);
+      Out[rA + op.t + at] = act_forward(y, op.flags);
     }
   }
 }
@@ -159,6 +160,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
 // Backward: workgroups below op.dw_groups compute dW (and the bias gradient), the others dx.
 @compute @workgroup_size(GPU_WG)
 fn matmul_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  enter(wg.z);
   if (wg.x < op.dw_groups) {
     weight_gradient(wg.x, li);
   } else {
@@ -181,8 +183,8 @@ fn weight_gradient(tile: u32, li: u32) {
   let xq = min(k / 4u, op.in_q - 1u);
   var g = vec4f(0.0);
   for (var b = slice; b < step.rows * op.positions; b += G_SLICES) {
-    let x = select(In[op.x + b * op.in_q + xq][k % 4u], 1.0, bias_row);
-    g += x * Gin[op.dh + b * op.out_q + q];
+    let x = select(In[rA + op.x + b * op.in_q + xq][k % 4u], 1.0, bias_row);
+    g += x * Gin[rG + op.dh + b * op.out_q + q];
   }
   g = slice_total(g, li);
   let owner = o < outputs && slice == 0u;
@@ -190,17 +192,17 @@ fn weight_gradient(tile: u32, li: u32) {
   if (owner) {
     if (bias_row) {
       if ((op.flags & HAS_BIAS) != 0u) {
-        Pn[op.bias + q] = sgd(P[op.bias + q], g);
+        Pn[rP + op.bias + q] = sgd(P[rP + op.bias + q], g);
       }
     } else {
-      updated = textureLoad(W, vec2u(q, k), 0) - step.lr * g;
-      textureStore(Wn, vec2u(q, k), updated);
+      updated = textureLoad(W, vec2u(q, k), rep, 0) - lr * g;
+      textureStore(Wn, vec2u(q, k), rep, updated);
       if (DIAG && step.snap != NONE) {
         let at = step.snap + op.snap_w + 4u * (k * op.out_q + q);
-        Host[at] = g.x;
-        Host[at + 1u] = g.y;
-        Host[at + 2u] = g.z;
-        Host[at + 3u] = g.w;
+        Host[rH + at] = g.x;
+        Host[rH + at + 1u] = g.y;
+        Host[rH + at + 2u] = g.z;
+        Host[rH + at + 3u] = g.w;
       }
     }
   }
@@ -214,10 +216,10 @@ fn weight_gradient(tile: u32, li: u32) {
     let m = workgroup_sum(vec4f(sum4(gc), sum4(gc * gc), sum4(wc), sum4(wc * wc)), li);
     if (li == 0u && step.diag != NONE) {
       let at = step.diag + op.diag + 4u * tile;
-      Host[at] = m.x;
-      Host[at + 1u] = m.y;
-      Host[at + 2u] = m.z;
-      Host[at + 3u] = m.w;
+      Host[rH + at] = m.x;
+      Host[rH + at + 1u] = m.y;
+      Host[rH + at + 2u] = m.z;
+      Host[rH + at + 3u] = m.w;
     }
   }
 }
@@ -241,8 +243,8 @@ fn input_gradient(tile: u32, li: u32) {
   var mean = vec4f(0.0);
   var invstd = vec4f(0.0);
   if (bn) {
-    mean = In[prev.stats + i];
-    invstd = bn_invstd(In[prev.stats + prev.out_q + i], prev.eps);
+    mean = In[rA + prev.stats + i];
+    invstd = bn_invstd(In[rA + prev.stats + prev.out_q + i], prev.eps);
   }
   var sum_dy = vec4f(0.0);
   var sum_dy_xhat = vec4f(0.0);
@@ -251,28 +253,28 @@ fn input_gradient(tile: u32, li: u32) {
     let rc = min(r, rows - 1u);
     var acc = vec4f(0.0);
     for (var n = slice; n < op.out_q; n += G_SLICES) {
-      let d = Gin[op.dh + rc * op.out_q + n];
-      acc += vec4f(dot(textureLoad(W, vec2u(n, 4u * i), 0), d),
-                   dot(textureLoad(W, vec2u(n, 4u * i + 1u), 0), d),
-                   dot(textureLoad(W, vec2u(n, 4u * i + 2u), 0), d),
-                   dot(textureLoad(W, vec2u(n, 4u * i + 3u), 0), d));
+      let d = Gin[rG + op.dh + rc * op.out_q + n];
+      acc += vec4f(dot(textureLoad(W, vec2u(n, 4u * i), rep, 0), d),
+                   dot(textureLoad(W, vec2u(n, 4u * i + 1u), rep, 0), d),
+                   dot(textureLoad(W, vec2u(n, 4u * i + 2u), rep, 0), d),
+                   dot(textureLoad(W, vec2u(n, 4u * i + 3u), rep, 0), d));
     }
     let dt = slice_total(acc, li);
     if (slice == 0u && r < rows) {
       let at = r * op.in_q + i;
       if (DIAG && step.snap != NONE && prev.snap_dt != NONE) {
         let s = step.snap + prev.snap_dt + 4u * at; // padded [rows][in_q]
-        Host[s] = dt.x;
-        Host[s + 1u] = dt.y;
-        Host[s + 2u] = dt.z;
-        Host[s + 3u] = dt.w;
+        Host[rH + s] = dt.x;
+        Host[rH + s + 1u] = dt.y;
+        Host[rH + s + 2u] = dt.z;
+        Host[rH + s + 3u] = dt.w;
       }
       // prev.t is this layer's input, op.x, in In.
-      let dy = select(dt, act_backward(dt, In[prev.t + at], prev.flags), fused);
-      Gout[prev.dh + at] = dy; // with BatchNorm, its owner turns it into dh below
+      let dy = select(dt, act_backward(dt, In[rA + prev.t + at], prev.flags), fused);
+      Gout[rG + prev.dh + at] = dy; // with BatchNorm, its owner turns it into dh below
       if (bn) {
         sum_dy += dy;
-        sum_dy_xhat += dy * (In[prev.h + at] - mean) * invstd;
+        sum_dy_xhat += dy * (In[rA + prev.h + at] - mean) * invstd;
       }
     }
   }
@@ -281,17 +283,17 @@ fn input_gradient(tile: u32, li: u32) {
   }
   sum_dy = owners_sum(sum_dy, li);
   sum_dy_xhat = owners_sum(sum_dy_xhat, li);
-  let gamma = P[prev.gamma + i];
+  let gamma = P[rP + prev.gamma + i];
   for (var r = first; r < rows; r += stride) {
     if (slice == 0u) {
       let at = r * op.in_q + i;
-      let xhat = (In[prev.h + at] - mean) * invstd;
-      Gout[prev.dh + at] = bn_backward(Gout[prev.dh + at], xhat, invstd, gamma, sum_dy,
+      let xhat = (In[rA + prev.h + at] - mean) * invstd;
+      Gout[rG + prev.dh + at] = bn_backward(Gout[rG + prev.dh + at], xhat, invstd, gamma, sum_dy,
                                        sum_dy_xhat, rows);
     }
   }
   if (li == 0u) {
-    Pn[prev.gamma + i] = sgd(gamma, sum_dy_xhat);
-    Pn[prev.beta + i] = sgd(P[prev.beta + i], sum_dy);
+    Pn[rP + prev.gamma + i] = sgd(gamma, sum_dy_xhat);
+    Pn[rP + prev.beta + i] = sgd(P[rP + prev.beta + i], sum_dy);
   }
 }

@@ -60,10 +60,11 @@ export class Struct<F extends readonly Field[]> {
     ) as Values<F>;
   }
 
-  wgsl(): string {
+  /** The WGSL declaration; `align16` aligns it to 16 bytes, as elements of uniform arrays must be. */
+  wgsl(align16 = false): string {
     const width = Math.max(...this.fields.map(([n, t]) => n.length + t.length + 3));
-    const lines = this.fields.map(([name, type, doc]) =>
-      `  ${`${name}: ${type},`.padEnd(width)} // ${doc}`
+    const lines = this.fields.map(([name, type, doc], i) =>
+      `  ${`${align16 && i === 0 ? "@align(16) " : ""}${name}: ${type},`.padEnd(width)} // ${doc}`
     );
     return `// ${this.doc}\nstruct ${this.name} {\n${lines.join("\n")}\n}\n`;
   }
@@ -72,18 +73,41 @@ export class Struct<F extends readonly Field[]> {
 /**
  * A pass: one training step, or one evaluation chunk. Bound at a dynamic offset of one buffer,
  * so a whole chunk of steps is encoded against it.
+ *
+ * Every pass runs each of a group's replicas (independent models of one shape, src/gpu/plan.ts)
+ * in the same dispatches, replica r in the workgroups of z = r. Every buffer holds the replicas
+ * one after another: replica r's part of one starts r times its `rep_*` stride in. The offsets
+ * below and in Op are replica 0's.
  */
 export const STEP = new Struct(
   "Step",
-  "One pass over `rows` examples (a step, or a chunk of one split).",
+  "One pass over `rows` examples (a step, or a chunk of one split), for every replica.",
   [
-    ["lr", "f32", "learning rate"],
     ["rows", "u32", "examples in this pass: the batch, or one evaluation chunk"],
     ["data", "u32", "index in D of this pass's contexts [rows][block], then its targets [rows]"],
     ["loss", "u32", "index in Host where this pass writes its loss (or partial losses)"],
     ["mode", "u32", "MODE_TRAIN or MODE_EVAL"],
     ["diag", "u32", "DIAG kernels: index in Host of this step's moments, or NONE"],
     ["snap", "u32", "DIAG kernels: index in Host of this step's snapshot, or NONE"],
+    ["rep_p", "u32", "vec4 between replicas in P and Pn"],
+    ["rep_act", "u32", "vec4 between replicas in In and Out"],
+    ["rep_grad", "u32", "vec4 between replicas in Gin and Gout"],
+    ["rep_data", "u32", "ints between replicas in D (0: they read the same examples)"],
+    ["rep_host", "u32", "floats between replicas in Host"],
+  ] as const,
+);
+
+/**
+ * A replica's hyper-parameters at one step: what may differ between the replicas of a group
+ * (the rest of their configuration is one shape). An array of MAX_REPLICAS of these is bound
+ * beside each Step, at the same slot.
+ */
+export const REPLICA = new Struct(
+  "Replica",
+  "One replica's hyper-parameters at this step.",
+  [
+    ["lr", "f32", "learning rate"],
+    ["momentum", "f32", "BatchNorm running-statistics momentum"],
   ] as const,
 );
 
@@ -113,7 +137,6 @@ export const OP = new Struct(
     ["run_mean", "u32", "P: [out_q]"],
     ["run_var", "u32", "P: [out_q]"],
     ["dw_groups", "u32", "linear_backward: workgroups computing dW (the rest compute dx)"],
-    ["momentum", "f32", "BatchNorm running-statistics momentum"],
     ["eps", "f32", "BatchNorm epsilon"],
     ["positions", "u32", "rows per example at this op (its row count is step.rows times this)"],
     ["group", "u32", "embedding: tokens joined in each output row (its FlattenConsecutive)"],
@@ -135,6 +158,7 @@ export type StepValues = Values<typeof STEP.fields>;
 /** A Step uniform's values: the rows and mode, and whichever others the pass uses. */
 export type StepFields = Partial<StepValues> & Pick<StepValues, "rows" | "mode">;
 export type OpValues = Values<typeof OP.fields>;
+export type ReplicaValues = Values<typeof REPLICA.fields>;
 
 /** A constant shared by the host and the kernels (all u32 in WGSL). */
 export interface Constant {
@@ -174,6 +198,10 @@ export const CONSTANTS = {
     4 << ACTIVATION_NAMES.length,
     "Op.flags: the previous layer's activation and BatchNorm backward run in a dispatch of " +
       "their own (a FlattenConsecutive between the two changes the rows)",
+  ),
+  MAX_REPLICAS: constant(
+    256,
+    "replicas of one group at most: WebGPU's default maxTextureArrayLayers (a layer each)",
   ),
   WINDOW: constant(
     4096,
@@ -219,8 +247,18 @@ export const BINDINGS = [
   ["Host", "read_write", "array<f32>", "what the host reads back: losses, diagnostics"],
   ["InWindow", "uniform", "array<vec4f, WINDOW>", "In from op.x, through a uniform window"],
   ["GinWindow", "uniform", "array<vec4f, WINDOW>", "Gin from op.dh, through a uniform window"],
-  ["W", "texture", "texture_2d<f32>", "the layer's weight: row k, texel q = W[k][4q..4q+3]"],
-  ["Wn", "storage_texture", "texture_storage_2d<rgba32float, write>", "the weight after the step"],
+  [
+    "W",
+    "texture",
+    "texture_2d_array<f32>",
+    "the layer's weight, a layer per replica: row k, texel q = W[k][4q..4q+3]",
+  ],
+  [
+    "Wn",
+    "storage_texture",
+    "texture_storage_2d_array<rgba32float, write>",
+    "the weight after the step",
+  ],
 ] as const satisfies readonly Binding[];
 
 export type BindingName = (typeof BINDINGS)[number][0];
@@ -235,6 +273,7 @@ function wgslBindings(): string {
   };
   return [
     "@group(0) @binding(0) var<uniform> step: Step;\n",
+    "@group(0) @binding(1) var<uniform> replicas: array<Replica, MAX_REPLICAS>;\n",
     ...BINDINGS.map(([name, kind, type, doc], i) =>
       `@group(1) @binding(${i}) ${space[kind]} ${name}: ${type}; // ${doc}\n`
     ),
@@ -253,8 +292,10 @@ export function bindGroupLayoutEntries(
     uniform: { buffer: { type: "uniform" } },
     read: { buffer: { type: "read-only-storage" } },
     read_write: { buffer: { type: "storage" } },
-    texture: { texture: { sampleType: "unfilterable-float" } },
-    storage_texture: { storageTexture: { access: "write-only", format: "rgba32float" } },
+    texture: { texture: { sampleType: "unfilterable-float", viewDimension: "2d-array" } },
+    storage_texture: {
+      storageTexture: { access: "write-only", format: "rgba32float", viewDimension: "2d-array" },
+    },
   };
   return BINDINGS.flatMap(([name, kind], binding) =>
     used.includes(name) ? [{ binding, visibility, ...type[kind] }] : []
@@ -272,6 +313,7 @@ export function wgslPrelude(familyConstants: Record<string, Constant>): string {
   return [
     "// Generated from src/gpu/abi.ts: edit the tables there, not this text.",
     STEP.wgsl(),
+    REPLICA.wgsl(true),
     OP.wgsl(),
     wgslConstants(CONSTANTS),
     wgslConstants(familyConstants),
@@ -281,6 +323,8 @@ export function wgslPrelude(familyConstants: Record<string, Constant>): string {
 
 /** Host-side byte sizes, derived. */
 export const STEP_BYTES = STEP.bytes;
+/** One step slot of the replicas' array: every replica's hyper-parameters. */
+export const REPLICAS_BYTES = C.MAX_REPLICAS * REPLICA.bytes;
 export const OP_BYTES = OP.bytes;
 /** Uniform offsets are 256-aligned: the largest minUniformBufferOffsetAlignment allowed. */
 export const UNIFORM_STRIDE = 256;

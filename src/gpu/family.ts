@@ -59,8 +59,6 @@ export interface KernelFamily {
   readonly bindings: readonly BindingName[];
   /** The kernel files the family compiles (each after the generated prelude and libraries). */
   readonly files: readonly string[];
-  /** The most partial losses an evaluation pass writes (the host sums them). */
-  readonly maxLossGroups: number;
   /**
    * Per layer of vec4 widths inQ -> outQ: workgroups of the weight gradient (the rest of the
    * backward dispatch computes the input gradient), and floats of the DIAG moment partials.
@@ -72,8 +70,8 @@ export interface KernelFamily {
   embed(plan: Plan, rows: number): Dispatch;
   /** Layer i's forward: training (batch statistics) or evaluation (running statistics). */
   layer(plan: Plan, i: number, rows: number, train: boolean): Dispatch[];
-  /** The loss (and, training, its gradient), with the number of partial losses it writes. */
-  loss(plan: Plan, rows: number, train: boolean): { dispatch: Dispatch; partials: number };
+  /** The loss (and, training, its gradient): the batch's mean, or in evaluation each row's. */
+  loss(plan: Plan, rows: number, train: boolean): Dispatch;
   /** Every layer's backward and the embedding's, with SGD; `diag`: the DIAG variants. */
   backward(plan: Plan, diag: boolean): Dispatch[];
   /** The rows an evaluation pass through layers first..last runs fastest with. */
@@ -123,27 +121,16 @@ export function forward(plan: Plan, rows: number, train: boolean): Dispatch[] {
 
 /**
  * The loss dispatch both families use (the same cross_entropy kernel): one workgroup when
- * training (the batch's loss and gradient), else up to `maxGroups` workgroups of `wg` rows'
- * worth each, every one writing a partial loss the host sums.
+ * training (the batch's loss and gradient), else an invocation per row, each writing its loss.
  */
-export function lossDispatch(
-  plan: Plan,
-  rows: number,
-  train: boolean,
-  wg: number,
-  maxGroups: number,
-): { dispatch: Dispatch; partials: number } {
-  const partials = train ? 1 : Math.min(maxGroups, Math.ceil(rows / wg));
+export function lossDispatch(plan: Plan, rows: number, train: boolean, wg: number): Dispatch {
   return {
-    dispatch: {
-      role: "loss",
-      kernel: "crossEntropy",
-      op: plan.ops.length - 1,
-      groups: [partials, 1],
-      rows,
-      train,
-    },
-    partials,
+    role: "loss",
+    kernel: "crossEntropy",
+    op: plan.ops.length - 1,
+    groups: [train ? 1 : Math.ceil(rows / wg), 1],
+    rows,
+    train,
   };
 }
 
@@ -157,7 +144,7 @@ export function crossEntropyIterations(plan: Plan, d: Dispatch, wg: number): num
   const f = plan.ops[d.op];
   const perInvocation = Math.ceil(d.rows / (d.groups[0] * wg));
   let n = loop(perInvocation) + perInvocation * (d.train ? 3 : 2) * loop(f.out_q) +
-    loop(Math.log2(wg));
+    (d.train ? loop(Math.log2(wg)) : 0);
   if (d.train && (f.flags & C.HAS_BN)) {
     const columns = Math.ceil(f.out_q / wg);
     n += loop(columns) + columns * 2 * loop(d.rows);

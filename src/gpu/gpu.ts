@@ -35,7 +35,6 @@ const GPU_WG = G_ROWS * G_SLICES;
 const EMB_WG = 64; // positions in parallel per embedding element
 const BN_WG = 64; // batchnorm_backward: rows in parallel per column
 const CE_WG = 64;
-const CE_MAX_GROUPS = 64;
 const EMBED_WG = 64;
 /** The largest evaluation pass: beyond, buffers grow for nothing. */
 const MAX_PASS_ROWS = 4096;
@@ -95,7 +94,6 @@ export const gpu: KernelFamily = {
     "cross_entropy.wgsl",
     "batchnorm_backward.wgsl",
   ],
-  maxLossGroups: CE_MAX_GROUPS,
 
   layerShape(inQ, outQ) {
     // matmul_backward's weight gradient: the 4 inQ rows of W and the bias, outQ vec4 each.
@@ -125,7 +123,7 @@ export const gpu: KernelFamily = {
     }];
   },
 
-  loss: (plan, rows, train) => lossDispatch(plan, rows, train, CE_WG, CE_MAX_GROUPS),
+  loss: (plan, rows, train) => lossDispatch(plan, rows, train, CE_WG),
 
   backward(plan, diag) {
     const rows = plan.batchSize;

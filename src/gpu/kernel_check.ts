@@ -167,9 +167,8 @@ function expectedOf(
       writes: d.train ? [`dh${L - 1}`] : [],
       expect: ({ v, got, partials }) => {
         const ce = crossEntropyBound(v.layers[L - 1].t, targets, B, V);
-        const n = d.groups[0];
-        // Training writes the batch's mean loss; evaluation, partial sums for the host to add.
-        const loss = d.train ? partials[0] : partials.slice(0, n).reduce((a, b) => a + b) / B;
+        // Training writes the batch's mean loss; evaluation, each row's for the host to add.
+        const loss = d.train ? partials[0] : partials.slice(0, B).reduce((a, b) => a + b) / B;
         const checks: Check[] = [["cross_entropy: loss", [loss], ce.loss]];
         if (!d.train) return { checks };
         const back = blockBackward({ ...l, act: null }, ce.dlogits, v.layers[L - 1], p, eps, B);
@@ -272,7 +271,7 @@ export function everyDispatch(model: GpuModel): Dispatch[] {
     ...model.stepDispatches(false),
     ...model.stepDispatches(true),
     ...forward(plan, B, false),
-    family.loss(plan, B, false).dispatch,
+    family.loss(plan, B, false),
   ];
   const seen = new Set<string>();
   return all.filter((d) => {

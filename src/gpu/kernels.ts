@@ -1,7 +1,8 @@
 /**
  * Compiles a kernel family's WGSL into compute pipelines that share one pipeline layout:
- * group 0 is the per-pass Step uniform (at a dynamic offset, so a whole chunk of steps is
- * encoded against one buffer), group 1 the per-op bindings declared in src/gpu/abi.ts.
+ * group 0 is the per-pass Step uniform and the replicas' hyper-parameters at that step (each at
+ * a dynamic offset, so a whole chunk of steps is encoded against one buffer of each), group 1
+ * the per-op bindings declared in src/gpu/abi.ts.
  */
 
 import { bindGroupLayoutEntries } from "./abi.ts";
@@ -32,7 +33,11 @@ export async function createKernels(device: GPUDevice, family: KernelFamily): Pr
   const C = GPUShaderStage.COMPUTE;
   const stepLayout = device.createBindGroupLayout({
     label: "step",
-    entries: [{ binding: 0, visibility: C, buffer: { type: "uniform", hasDynamicOffset: true } }],
+    entries: [0, 1].map((binding) => ({
+      binding,
+      visibility: C,
+      buffer: { type: "uniform", hasDynamicOffset: true },
+    })),
   });
   const opLayout = device.createBindGroupLayout({
     label: "op",

@@ -13,7 +13,15 @@ import type { Examples } from "../data.ts";
 import type { ChunkDiagnostics, ChunkResult } from "../backend.ts";
 import type { Moments, Snapshot } from "../diagnostics.ts";
 import type { ModelConfig, ModelLayout } from "../model.ts";
-import { C, STEP, type StepFields, type StepValues, UNIFORM_STRIDE } from "./abi.ts";
+import {
+  C,
+  REPLICA,
+  REPLICAS_BYTES,
+  STEP,
+  type StepFields,
+  type StepValues,
+  UNIFORM_STRIDE,
+} from "./abi.ts";
 import type { Gpu } from "./device.ts";
 import { type Dispatch, type FamilyName, forward, type KernelFamily } from "./family.ts";
 import { createKernels, type Kernels } from "./kernels.ts";
@@ -53,6 +61,8 @@ export interface GpuModelOptions {
   readonly evalRows?: number;
   /** The kernel family (default: by the adapter, defaultFamily). */
   readonly family?: FamilyName;
+  /** Independent models of this shape trained in the same dispatches (default 1). */
+  readonly replicas?: number;
 }
 
 /** Values of the last pass, in the CPU layout ([rows, n] row-major), for tests. */
@@ -77,6 +87,8 @@ export class GpuModel {
   readonly #res: Resources;
   /** Which of the two parameter copies holds the current parameters. */
   #parity = 0;
+  /** Each replica's BatchNorm momentum (the config's unless set). */
+  readonly #momenta: number[];
   /**
    * Milliseconds trainChunk has spent on the host: uploading the batches and the Step uniforms
    * and encoding the dispatches, not the submit (on llvmpipe a submit waits for the previous
@@ -91,6 +103,7 @@ export class GpuModel {
     this.layout = plan.layout;
     this.#kernels = kernels;
     this.#res = createResources(device, plan, kernels);
+    this.#momenta = Array(plan.replicas).fill(plan.config.bnMomentum);
   }
 
   /**
@@ -104,6 +117,7 @@ export class GpuModel {
       batchSize: opts.batchSize,
       chunkSteps: opts.chunkSteps ?? 200,
       evalRows: opts.evalRows,
+      replicas: opts.replicas,
       ...adapterLimits(gpu),
     });
     return new GpuModel(gpu.device, plan, await createKernels(gpu.device, family));
@@ -125,14 +139,59 @@ export class GpuModel {
     return this.plan.evalRows;
   }
 
-  /** Writes Step uniforms into consecutive slots from `first`, in one upload. */
-  #writeSteps(first: number, list: readonly StepFields[]): void {
+  get replicas(): number {
+    return this.plan.replicas;
+  }
+
+  /** Sets replica r's BatchNorm momentum (a hyper-parameter that keeps the shapes). */
+  setMomentum(replica: number, momentum: number): void {
+    this.#momenta[this.#replica(replica)] = momentum;
+  }
+
+  #replica(r: number): number {
+    if (!Number.isInteger(r) || r < 0 || r >= this.replicas) {
+      throw new Error(`no replica ${r} in a group of ${this.replicas}`);
+    }
+    return r;
+  }
+
+  /**
+   * Writes Step uniforms into consecutive slots from `first`, in one upload, with the replicas'
+   * strides and their hyper-parameters: `lrs[r][i]` is replica r's learning rate at
+   * the slot first + i (0 where not given: evaluation).
+   */
+  #writeSteps(
+    first: number,
+    list: readonly StepFields[],
+    lrs: readonly ArrayLike<number>[] = [],
+  ): void {
+    const { strides } = this.plan;
     const bytes = new Uint8Array(list.length * UNIFORM_STRIDE);
+    const hyper = new Uint8Array(list.length * REPLICAS_BYTES);
     list.forEach((s, i) => {
-      const values: StepValues = { lr: 0, data: 0, loss: 0, diag: C.NONE, snap: C.NONE, ...s };
+      const values: StepValues = {
+        data: 0,
+        loss: 0,
+        diag: C.NONE,
+        snap: C.NONE,
+        rep_p: strides.params,
+        rep_act: strides.act,
+        rep_grad: strides.grad,
+        rep_data: strides.data,
+        rep_host: strides.host,
+        ...s,
+      };
       bytes.set(new Uint8Array(STEP.pack(values)), i * UNIFORM_STRIDE);
+      this.#momenta.forEach((momentum, r) => {
+        const lr = lrs[r]?.[i] ?? 0;
+        hyper.set(
+          new Uint8Array(REPLICA.pack({ lr, momentum })),
+          i * REPLICAS_BYTES + r * REPLICA.bytes,
+        );
+      });
     });
     this.device.queue.writeBuffer(this.#res.steps, first * UNIFORM_STRIDE, bytes);
+    this.device.queue.writeBuffer(this.#res.replicas, first * REPLICAS_BYTES, hyper);
   }
 
   /** Every dispatch of a training step, in order; `diag`: the variants that collect. */
@@ -141,7 +200,7 @@ export class GpuModel {
     const B = this.batchSize;
     return [
       ...forward(this.plan, B, true),
-      f.loss(this.plan, B, true).dispatch,
+      f.loss(this.plan, B, true),
       ...f.backward(this.plan, diag),
     ];
   }
@@ -153,18 +212,23 @@ export class GpuModel {
       if (d.kernel !== last) pass.setPipeline(this.#kernels.pipelines[d.kernel]);
       last = d.kernel;
       pass.setBindGroup(1, this.#res.groups[d.op][this.#parity]);
-      pass.dispatchWorkgroups(d.groups[0], d.groups[1]);
+      // Every replica in the same dispatch: replica r in the workgroups of z = r.
+      pass.dispatchWorkgroups(d.groups[0], d.groups[1], this.replicas);
     }
   }
 
-  /** Binds Step slot `slot` for the dispatches encoded next. */
+  /** Binds Step slot `slot` (and the replicas' values at it) for the dispatches encoded next. */
   bindStep(pass: GPUComputePassEncoder, slot: number): void {
-    pass.setBindGroup(0, this.#res.stepGroup, [slot * UNIFORM_STRIDE]);
+    pass.setBindGroup(0, this.#res.stepGroup, [slot * UNIFORM_STRIDE, slot * REPLICAS_BYTES]);
   }
 
   /** Writes the Step uniform of a training step at `rows` rows into slot 0 (for the profiler). */
   writeTrainingStep(lr: number): void {
-    this.#writeSteps(0, [{ lr, rows: this.batchSize, mode: C.MODE_TRAIN }]);
+    this.#writeSteps(
+      0,
+      [{ rows: this.batchSize, mode: C.MODE_TRAIN }],
+      Array(this.replicas).fill([lr]),
+    );
   }
 
   /**
@@ -172,26 +236,44 @@ export class GpuModel {
    * per step, the contexts [batchSize][blockSize] then the targets [batchSize]. Resolves to the
    * losses of the steps (and the diagnostics asked for, at most DIAG_SLOTS steps of moments);
    * a later chunk may be submitted before this one resolves, except after a snapshot step,
-   * which snapshot() must read first.
+   * which snapshot() must read first. A model of one replica; trainReplicas trains a group.
    */
   trainChunk(
     batches: Int32Array<ArrayBuffer>,
     lrs: ArrayLike<number>,
     diag: ChunkDiagnostics = {},
   ): Promise<ChunkResult> {
-    const steps = lrs.length;
+    if (this.replicas !== 1) throw new Error("trainChunk: a group trains with trainReplicas");
+    return this.trainReplicas([batches], [lrs], diag).then((r) => r[0]);
+  }
+
+  /**
+   * trainChunk for every replica at once: replica r's batches and learning rates are
+   * `batches[r]` and `lrs[r]` (the same number of steps for all); the same steps collect
+   * diagnostics in each. Resolves to each replica's losses and moments.
+   */
+  trainReplicas(
+    batches: readonly Int32Array<ArrayBuffer>[],
+    lrs: readonly ArrayLike<number>[],
+    diag: ChunkDiagnostics = {},
+  ): Promise<ChunkResult[]> {
+    const steps = lrs[0]?.length ?? 0;
     const per = this.batchSize * (this.config.blockSize + 1);
     const moments = diag.moments ?? [];
-    if (steps < 1 || steps > this.chunkSteps || batches.length !== steps * per) {
+    if (
+      batches.length !== this.replicas || lrs.length !== this.replicas ||
+      lrs.some((l) => l.length !== steps) || steps < 1 || steps > this.chunkSteps ||
+      batches.some((b) => b.length !== steps * per)
+    ) {
       throw new Error("trainChunk: batches and learning rates do not match the chunk size");
     }
     if (moments.length > DIAG_SLOTS || moments.some((s) => s < 0 || s >= steps)) {
       throw new Error(`trainChunk: at most ${DIAG_SLOTS} steps of the chunk collect moments`);
     }
     const d = this.device;
-    const { host } = this.plan;
+    const { host, strides } = this.plan;
     const start = performance.now();
-    d.queue.writeBuffer(this.#res.data, 0, batches);
+    batches.forEach((b, r) => d.queue.writeBuffer(this.#res.data, r * strides.data * 4, b));
     const diagSlot = new Map(moments.map((s, slot) => [s, slot]));
     const plain = this.stepDispatches(false);
     const withDiag = this.stepDispatches(true);
@@ -201,7 +283,6 @@ export class GpuModel {
       Array.from({ length: steps }, (_, s) => {
         const slot = diagSlot.get(s);
         return {
-          lr: lrs[s],
           rows: this.batchSize,
           data: s * per,
           loss: s,
@@ -210,6 +291,7 @@ export class GpuModel {
           snap: s === snapAt ? host.snapAt : C.NONE,
         };
       }),
+      lrs,
     );
     const enc = d.createCommandEncoder();
     const pass = enc.beginComputePass();
@@ -219,19 +301,27 @@ export class GpuModel {
       this.#parity = 1 - this.#parity;
     }
     pass.end();
+    // Each replica's losses and moments, from the start of its part of Host.
     const floats = moments.length > 0 ? host.momentsAt + moments.length * host.momentsSize : steps;
-    const buf = staging(d, floats * 4);
-    enc.copyBufferToBuffer(this.#res.host, 0, buf, 0, floats * 4);
+    const buf = staging(d, this.replicas * floats * 4);
+    for (let r = 0; r < this.replicas; r++) {
+      enc.copyBufferToBuffer(this.#res.host, r * strides.host * 4, buf, r * floats * 4, floats * 4);
+    }
     const commands = enc.finish();
     this.hostMs += performance.now() - start;
     d.queue.submit([commands]);
-    return mapFloats(buf).then((all) => ({
-      losses: all.slice(0, steps),
-      moments: new Map(moments.map((s, slot) => [
-        s,
-        this.#moments(all.subarray(host.momentsAt + slot * host.momentsSize)),
-      ])),
-    }));
+    return mapFloats(buf).then((all) =>
+      batches.map((_, r) => {
+        const mine = all.subarray(r * floats, (r + 1) * floats);
+        return {
+          losses: mine.slice(0, steps),
+          moments: new Map(moments.map((s, slot) => [
+            s,
+            this.#moments(mine.subarray(host.momentsAt + slot * host.momentsSize)),
+          ])),
+        };
+      })
+    );
   }
 
   /** Each weight's moments, summed (in float64) from the kernels' partials. */
@@ -257,14 +347,15 @@ export class GpuModel {
   /**
    * The values of the last training step, which must have been a snapshot step: the gradients
    * its DIAG kernels wrote, the tanh outputs left in the activation buffers, and the
-   * parameters after it. Call it before training further.
+   * parameters after it, of one replica. Call it before training further.
    */
-  async snapshot(step: number): Promise<Snapshot> {
-    const { host, ops } = this.plan;
+  async snapshot(step: number, replica = 0): Promise<Snapshot> {
+    const { host, ops, strides } = this.plan;
+    const r = this.#replica(replica);
     const [snap, acts, params] = await Promise.all([
-      readFloats(this.device, this.#res.host, host.snapAt, host.snapSize),
-      this.readActivations(this.batchSize),
-      this.getParams(),
+      readFloats(this.device, this.#res.host, r * strides.host + host.snapAt, host.snapSize),
+      this.readActivations(this.batchSize, r),
+      this.getParams(r),
     ]);
     const E = this.layout.embedding;
     const slice = (t: { offset: number; size: number }) =>
@@ -305,8 +396,24 @@ export class GpuModel {
   }
 
   /** Mean loss over all examples, in evaluation mode (running BatchNorm statistics). */
-  evaluate(ex: Examples): Promise<number> {
-    return evaluate(this.#passContext(), ex);
+  async evaluate(ex: Examples): Promise<number> {
+    return (await this.evaluateReplicas(this.#each(ex)))[0];
+  }
+
+  /** evaluate for every replica, in the same passes: replica r's mean loss over exs[r]. */
+  evaluateReplicas(exs: readonly Examples[]): Promise<number[]> {
+    return evaluate(this.#passContext(), this.#perReplica(exs));
+  }
+
+  #each(ex: Examples): Examples[] {
+    return Array(this.replicas).fill(ex);
+  }
+
+  #perReplica(exs: readonly Examples[]): readonly Examples[] {
+    if (exs.length !== this.replicas) {
+      throw new Error(`${exs.length} splits for a group of ${this.replicas} replicas`);
+    }
+    return exs;
   }
 
   /**
@@ -314,51 +421,69 @@ export class GpuModel {
    * examples, layer by layer, as makemore does after training; resolves to the mean loss over
    * them with the new statistics (NaN if `signal` stopped it).
    */
-  calibrate(
+  async calibrate(
     ex: Examples,
     signal?: AbortSignal,
     progress?: (fraction: number) => void,
   ): Promise<number> {
-    return calibrate(this.#passContext(), ex, signal, progress);
+    return (await this.calibrateReplicas(this.#each(ex), signal, progress))[0];
   }
 
-  /** Uploads parameters and running statistics given in the CPU layout (src/model.ts). */
-  setParams(params: Float32Array, buffers: Float32Array): void {
+  /** calibrate for every replica, in the same passes: replica r over exs[r]. */
+  calibrateReplicas(
+    exs: readonly Examples[],
+    signal?: AbortSignal,
+    progress?: (fraction: number) => void,
+  ): Promise<number[]> {
+    return calibrate(this.#passContext(), this.#perReplica(exs), signal, progress);
+  }
+
+  /**
+   * Uploads one replica's parameters and running statistics, given in the CPU layout
+   * (src/model.ts).
+   */
+  setParams(params: Float32Array, buffers: Float32Array, replica = 0): void {
     const q = this.device.queue;
-    const { tensors } = this.plan;
-    const all = new Float32Array(tensors.params.size + tensors.running.size);
+    const { tensors, strides } = this.plan;
+    const r = this.#replica(replica);
+    const all = new Float32Array(strides.params * 4);
     all.set(tensors.params.pack(params));
     all.set(tensors.running.pack(buffers), tensors.params.size);
     // Both copies: the padding stays zero in each, and nothing is left uninitialized.
-    for (const b of this.#res.params) q.writeBuffer(b, 0, all);
+    for (const b of this.#res.params) q.writeBuffer(b, r * strides.params * 16, all);
     tensors.weights.forEach((w, l) => {
       const data = w.pack(params);
       for (const t of this.#res.weights[l]) {
-        q.writeTexture({ texture: t }, data, { bytesPerRow: w.width * 16 }, [w.width, w.height]);
+        q.writeTexture({ texture: t, origin: [0, 0, r] }, data, { bytesPerRow: w.width * 16 }, [
+          w.width,
+          w.height,
+        ]);
       }
     });
   }
 
-  /** Downloads the current parameters and running statistics, in the CPU layout. */
-  async getParams(): Promise<{ params: Float32Array; buffers: Float32Array }> {
+  /** Downloads one replica's current parameters and running statistics, in the CPU layout. */
+  async getParams(replica = 0): Promise<{ params: Float32Array; buffers: Float32Array }> {
     const d = this.device;
     const { tensors } = this.plan;
+    const r = this.#replica(replica);
     const vectors = tensors.params.size + tensors.running.size;
     // Texture copies need rows of a multiple of 256 bytes.
-    const strides = tensors.weights.map((w) => Math.ceil((w.width * 16) / 256) * 64);
+    const rowFloats = tensors.weights.map((w) => Math.ceil((w.width * 16) / 256) * 64);
     const offsets: number[] = [];
     let floats = vectors;
     tensors.weights.forEach((w, l) => {
       offsets.push(floats);
-      floats += strides[l] * w.height;
+      floats += rowFloats[l] * w.height;
     });
     const buf = staging(d, floats * 4);
     const enc = d.createCommandEncoder();
-    enc.copyBufferToBuffer(this.#res.params[this.#parity], 0, buf, 0, vectors * 4);
+    const from = r * this.plan.strides.params * 16;
+    enc.copyBufferToBuffer(this.#res.params[this.#parity], from, buf, 0, vectors * 4);
     tensors.weights.forEach((w, l) => {
       enc.copyTextureToBuffer(
-        { texture: this.#res.weights[l][this.#parity] },
-        { buffer: buf, offset: offsets[l] * 4, bytesPerRow: strides[l] * 4 },
+        { texture: this.#res.weights[l][this.#parity], origin: [0, 0, r] },
+        { buffer: buf, offset: offsets[l] * 4, bytesPerRow: rowFloats[l] * 4 },
         [w.width, w.height],
       );
     });
@@ -368,7 +493,7 @@ export class GpuModel {
     const buffers = new Float32Array(this.layout.nBuffers);
     tensors.params.unpack(all, params);
     tensors.running.unpack(all.subarray(tensors.params.size), buffers);
-    tensors.weights.forEach((w, l) => w.unpack(all.subarray(offsets[l]), strides[l], params));
+    tensors.weights.forEach((w, l) => w.unpack(all.subarray(offsets[l]), rowFloats[l], params));
     return { params, buffers };
   }
 
@@ -377,13 +502,16 @@ export class GpuModel {
    * output and its gradient, and per layer h, t, dh and the batch mean and variance. For tests
    * and diagnostics; a training chunk's values are those of its last step.
    */
-  async readActivations(rows: number): Promise<GpuActivations> {
-    const { regions } = this.plan;
+  async readActivations(rows: number, replica = 0): Promise<GpuActivations> {
+    const { regions, strides } = this.plan;
+    const r = this.#replica(replica);
+    const read = (b: GPUBuffer, stride: number, quads: number) =>
+      readFloats(this.device, b, r * stride * 4, quads * 4);
     const [act0, act1, grad0, grad1] = await Promise.all([
-      readFloats(this.device, this.#res.activations[0], 0, regions.actQuads[0] * 4),
-      readFloats(this.device, this.#res.activations[1], 0, regions.actQuads[1] * 4),
-      readFloats(this.device, this.#res.gradients[0], 0, regions.gradQuads[0] * 4),
-      readFloats(this.device, this.#res.gradients[1], 0, regions.gradQuads[1] * 4),
+      read(this.#res.activations[0], strides.act, regions.actQuads[0]),
+      read(this.#res.activations[1], strides.act, regions.actQuads[1]),
+      read(this.#res.gradients[0], strides.grad, regions.gradQuads[0]),
+      read(this.#res.gradients[1], strides.grad, regions.gradQuads[1]),
     ]);
     const act = [act0, act1];
     const grad = [grad0, grad1];
@@ -407,8 +535,9 @@ export class GpuModel {
    * readActivations' inverse: writes values in the CPU layout into the activation and gradient
    * buffers (padding zero), the inputs of a kernel run alone (src/gpu/kernel_check.ts).
    */
-  writeActivations(rows: number, acts: GpuActivations): void {
-    const { regions } = this.plan;
+  writeActivations(rows: number, acts: GpuActivations, replica = 0): void {
+    const { regions, strides } = this.plan;
+    const r = this.#replica(replica);
     const act = regions.actQuads.map((q) => new Float32Array(q * 4));
     const grad = regions.gradQuads.map((q) => new Float32Array(q * 4));
     const { group, positions } = this.layout;
@@ -426,8 +555,8 @@ export class GpuModel {
     });
     const q = this.device.queue;
     [0, 1].forEach((p) => {
-      q.writeBuffer(this.#res.activations[p], 0, act[p]);
-      q.writeBuffer(this.#res.gradients[p], 0, grad[p]);
+      q.writeBuffer(this.#res.activations[p], r * strides.act * 16, act[p]);
+      q.writeBuffer(this.#res.gradients[p], r * strides.grad * 16, grad[p]);
     });
   }
 
@@ -435,21 +564,29 @@ export class GpuModel {
    * Runs one dispatch alone, on `batch` (contexts then targets) at learning rate `lr`, the DIAG
    * variants collecting into the first moment slot and the snapshot; the parameter copies then
    * swap, as after a step, so that getParams reads what it wrote. Host is NaN before it runs;
-   * resolves to the partial losses it left there (NaN where it wrote none).
+   * resolves to the losses it left there (the batch's, or each row's; NaN where it wrote none).
+   * Every replica runs it, on the same batch.
    */
-  async runAlone(d: Dispatch, batch: Int32Array<ArrayBuffer>, lr: number): Promise<Float32Array> {
+  async runAlone(
+    d: Dispatch,
+    batch: Int32Array<ArrayBuffer>,
+    lr: number,
+    replica = 0,
+  ): Promise<Float32Array> {
     const q = this.device.queue;
-    const { host } = this.plan;
+    const { host, strides } = this.plan;
+    const r = this.#replica(replica);
     const diag = d.kernel.endsWith("Diag");
-    q.writeBuffer(this.#res.data, 0, batch);
-    q.writeBuffer(this.#res.host, 0, new Float32Array(host.floats).fill(NaN));
+    for (let i = 0; i < this.replicas; i++) {
+      q.writeBuffer(this.#res.data, i * strides.data * 4, batch);
+    }
+    q.writeBuffer(this.#res.host, 0, new Float32Array(this.replicas * strides.host).fill(NaN));
     this.#writeSteps(0, [{
-      lr,
       rows: d.rows,
       mode: d.train ? C.MODE_TRAIN : C.MODE_EVAL,
       diag: diag ? host.momentsAt : C.NONE,
       snap: diag ? host.snapAt : C.NONE,
-    }]);
+    }], Array(this.replicas).fill([lr]));
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     this.bindStep(pass, 0);
@@ -457,7 +594,7 @@ export class GpuModel {
     pass.end();
     q.submit([enc.finish()]);
     this.#parity = 1 - this.#parity;
-    return await readFloats(this.device, this.#res.host, 0, this.family.maxLossGroups);
+    return await readFloats(this.device, this.#res.host, r * strides.host, Math.max(1, d.rows));
   }
 
   destroy(): void {

@@ -10,6 +10,10 @@
  *   values in those of parity l % 2, the embedding ("layer -1") in those of parity 1;
  * - D, the token ids of a chunk's batches or of an evaluation's passes;
  * - Host, what is read back: the losses, DIAG_SLOTS blocks of moments, one snapshot.
+ *
+ * A plan is for a group of `replicas` independent models of one shape (one of them, for a
+ * single run), trained in the same dispatches: each of the buffers above holds one part per
+ * replica, `stride` apart (ReplicaStrides), and each weight texture one layer per replica.
  */
 
 import { UserError } from "../errors.ts";
@@ -22,7 +26,10 @@ import { type GpuLayouts, gpuLayouts, roundUp4 } from "./layout.ts";
 export const DIAG_SLOTS = 8;
 /** Evaluation passes encoded per submit, at most. */
 export const EVAL_PASSES = 256;
-/** Rows of the evaluation passes of one submit, at most (it bounds D and the readbacks). */
+/**
+ * Rows of the evaluation passes of one submit, at most, over all the replicas of a group (it
+ * bounds D and the readbacks); a replica's share is at least one pass.
+ */
 export const SUBMIT_ROWS = 32_768;
 /** llvmpipe stops the loops of an invocation after this many iterations (src/gpu/software.ts). */
 export const LLVMPIPE_LOOP_CAP = 65_536;
@@ -117,6 +124,21 @@ export interface PlanOptions {
   readonly maxBindingBytes: number;
   /** The adapter's loop limit per invocation (LLVMPIPE_LOOP_CAP), or none. */
   readonly loopCap?: number;
+  /** Independent models of this shape trained together (default 1). */
+  readonly replicas?: number;
+}
+
+/** How far apart the replicas' parts of each buffer are (the Step's rep_* fields). */
+export interface ReplicaStrides {
+  /** vec4 of P and Pn: the parameters, then the running statistics. */
+  readonly params: number;
+  /** vec4 of each activation and each gradient buffer (the larger parity's size). */
+  readonly act: number;
+  readonly grad: number;
+  /** Ints of D: one chunk of batches, or one submit of evaluation passes. */
+  readonly data: number;
+  /** Floats of Host. */
+  readonly host: number;
 }
 
 export interface Plan {
@@ -135,10 +157,15 @@ export interface Plan {
   /** The uniforms: the embedding (0), each layer (l + 1), the loss (the output layer's op). */
   readonly ops: readonly OpValues[];
   readonly host: HostLayout;
-  /** Ints in D: a chunk of batches, or EVAL_PASSES passes. */
+  /** Ints in D: every replica's chunk of batches, or its evaluation passes of one submit. */
   readonly dataInts: number;
+  /** Rows of one replica's evaluation passes per submit, at most (src/gpu/passes.ts). */
+  readonly submitRows: number;
   /** Step uniforms: one per step of a chunk, or per evaluation pass. */
   readonly stepSlots: number;
+  /** The models trained together, and their parts' strides in each buffer. */
+  readonly replicas: number;
+  readonly strides: ReplicaStrides;
 }
 
 /** Each op's uniform values, with the Host offsets of its diagnostics. */
@@ -174,7 +201,6 @@ function opValues(
     run_mean: 0,
     run_var: 0,
     dw_groups: 0,
-    momentum: config.bnMomentum,
     eps: config.bnEps,
     positions: 1,
     group: layout.group,
@@ -253,11 +279,11 @@ export function allDispatches(plan: Plan, rows: number): Dispatch[] {
   const at = { ...plan, batchSize: rows };
   return [
     ...forward(at, rows, true),
-    f.loss(at, rows, true).dispatch,
+    f.loss(at, rows, true),
     ...f.backward(at, false),
     ...f.backward(at, true),
     ...forward(at, rows, false),
-    f.loss(at, rows, false).dispatch,
+    f.loss(at, rows, false),
   ];
 }
 
@@ -267,7 +293,7 @@ export function allDispatches(plan: Plan, rows: number): Dispatch[] {
  * and with every activation within one storage binding.
  */
 function rowLimit(shape: Plan, loopCap: number | undefined, maxBindingBytes: number): number {
-  const memory = Math.floor(maxBindingBytes / 16 / shape.regions.perRow);
+  const memory = Math.floor(maxBindingBytes / 16 / shape.regions.perRow / shape.replicas);
   if (loopCap === undefined) return memory;
   const fits = (rows: number) =>
     allDispatches(shape, rows).every((d) => shape.family.iterations(shape, d) <= loopCap);
@@ -285,7 +311,7 @@ function rowLimit(shape: Plan, loopCap: number | undefined, maxBindingBytes: num
 export function maxBatch(
   config: ModelConfig,
   family: KernelFamily,
-  limits: { maxBindingBytes: number; loopCap?: number },
+  limits: { maxBindingBytes: number; loopCap?: number; replicas?: number },
 ): number {
   return planModel(config, family, { batchSize: 2, chunkSteps: 1, ...limits }).maxRows;
 }
@@ -293,11 +319,21 @@ export function maxBatch(
 export function planModel(config: ModelConfig, family: KernelFamily, opts: PlanOptions): Plan {
   const layout = modelLayout(config);
   const tensors = gpuLayouts(layout);
+  const replicas = opts.replicas ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > C.MAX_REPLICAS) {
+    throw new UserError(`a group trains 1 to ${C.MAX_REPLICAS} replicas, not ${replicas}`);
+  }
   const shapeOf = (rows: number, batchSize: number, evalRows: number): Plan => {
     const regions = activationRegions(config, rows);
     const values = opValues(config, layout, tensors, family, regions, batchSize);
-    const momentsAt = Math.max(opts.chunkSteps, EVAL_PASSES * family.maxLossGroups);
+    // The losses: one a step, or one a row of an evaluation submit.
+    const submitRows = Math.max(Math.floor(SUBMIT_ROWS / replicas), evalRows);
+    const momentsAt = Math.max(opts.chunkSteps, submitRows + evalRows);
     const snapAt = momentsAt + DIAG_SLOTS * values.momentsSize;
+    const dataInts = Math.max(
+      opts.chunkSteps * batchSize * (config.blockSize + 1),
+      (submitRows + evalRows) * (config.blockSize + 1),
+    );
     return {
       config,
       layout,
@@ -317,18 +353,27 @@ export function planModel(config: ModelConfig, family: KernelFamily, opts: PlanO
         snapSize: values.snapSize,
         floats: snapAt + values.snapSize,
       },
-      dataInts: Math.max(
-        opts.chunkSteps * batchSize * (config.blockSize + 1),
-        (SUBMIT_ROWS + evalRows) * (config.blockSize + 1),
-      ),
+      // Each replica trains on its own batches, and evaluates its own examples.
+      dataInts: replicas * dataInts,
+      submitRows,
       stepSlots: Math.max(opts.chunkSteps, EVAL_PASSES),
+      replicas,
+      strides: {
+        params: (tensors.params.size + tensors.running.size) / 4,
+        act: Math.max(...regions.actQuads),
+        grad: Math.max(...regions.gradQuads),
+        data: dataInts,
+        host: snapAt + values.snapSize,
+      },
     };
   };
   const most = rowLimit(shapeOf(1, 1, 1), opts.loopCap, opts.maxBindingBytes);
   if (opts.batchSize > most) {
     throw new UserError(
       `a batch of ${opts.batchSize} rows is more than the ${family.name} kernels take for ` +
-        `this model on this adapter (at most ${most}: ${
+        `this model${
+          replicas > 1 ? ` times ${replicas} replicas` : ""
+        } on this adapter (at most ${most}: ${
           opts.loopCap ? `its loops stop after ${opts.loopCap} iterations` : "memory"
         })`,
     );

@@ -4,7 +4,7 @@
  * parameter copies. Nothing here runs per step.
  */
 
-import { type BindingName, BINDINGS, C, OP, STEP, UNIFORM_STRIDE } from "./abi.ts";
+import { type BindingName, BINDINGS, C, OP, REPLICAS_BYTES, STEP, UNIFORM_STRIDE } from "./abi.ts";
 import type { Kernels } from "./kernels.ts";
 import type { Plan } from "./plan.ts";
 
@@ -20,6 +20,8 @@ export interface Resources {
   readonly data: GPUBuffer;
   readonly host: GPUBuffer;
   readonly steps: GPUBuffer;
+  /** Per step slot, every replica's hyper-parameters (REPLICAS_BYTES a slot). */
+  readonly replicas: GPUBuffer;
   readonly stepGroup: GPUBindGroup;
   /** [op][parity of the parameter copies]. */
   readonly groups: readonly Pair<GPUBindGroup>[];
@@ -37,10 +39,11 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
     owned.push(b);
     return b;
   };
+  const R = plan.replicas;
   const texture = (label: string, width: number, height: number) => {
     const t = device.createTexture({
       label,
-      size: [width, height],
+      size: [width, height, R],
       format: "rgba32float",
       usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING |
         GPUTextureUsage.COPY_DST | GPUTextureUsage.COPY_SRC,
@@ -49,11 +52,11 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
     return t;
   };
 
-  const { tensors, regions } = plan;
+  const { strides } = plan;
   const used = kernels.family.bindings;
-  const pBytes = (tensors.params.size + tensors.running.size) * 4;
+  const pBytes = R * strides.params * 16;
   const params = pair((p) => buffer(`params.${p}`, pBytes));
-  const weights = tensors.weights.map((w) =>
+  const weights = plan.tensors.weights.map((w) =>
     pair((p) => texture(`${w.tensor.name}.${p}`, w.width, w.height))
   );
   const noWeight = pair((p) => texture(`no weight.${p}`, 1, 1)); // for ops without one
@@ -62,22 +65,22 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
   const windows = used.includes("InWindow") || used.includes("GinWindow");
   const WINDOWED = windows ? STORAGE | GPUBufferUsage.UNIFORM : STORAGE;
   const pad = windows ? C.WINDOW * 16 : 0;
-  const activations = pair((p) =>
-    buffer(`activations.${p}`, regions.actQuads[p] * 16 + pad, WINDOWED)
-  );
-  const gradients = pair((p) =>
-    buffer(`gradients.${p}`, regions.gradQuads[p] * 16 + pad, WINDOWED)
-  );
+  const activations = pair((p) => buffer(`activations.${p}`, R * strides.act * 16 + pad, WINDOWED));
+  const gradients = pair((p) => buffer(`gradients.${p}`, R * strides.grad * 16 + pad, WINDOWED));
   const data = buffer("data", plan.dataInts * 4);
-  const host = buffer("host", plan.host.floats * 4);
+  const host = buffer("host", R * strides.host * 4);
   const steps = buffer("steps", plan.stepSlots * UNIFORM_STRIDE, UNIFORM);
+  const replicas = buffer("replicas", plan.stepSlots * REPLICAS_BYTES, UNIFORM);
   const ops = buffer("ops", plan.ops.length * UNIFORM_STRIDE, UNIFORM);
   plan.ops.forEach((v, i) => device.queue.writeBuffer(ops, i * UNIFORM_STRIDE, OP.pack(v)));
 
   const stepGroup = device.createBindGroup({
     label: "step",
     layout: kernels.stepLayout,
-    entries: [{ binding: 0, resource: { buffer: steps, size: STEP.bytes } }],
+    entries: [
+      { binding: 0, resource: { buffer: steps, size: STEP.bytes } },
+      { binding: 1, resource: { buffer: replicas, size: REPLICAS_BYTES } },
+    ],
   });
   const uniform = (i: number) => ({ buffer: ops, offset: i * UNIFORM_STRIDE, size: OP.bytes });
   const window = (b: GPUBuffer, quad: number) => ({
@@ -110,8 +113,8 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
         InWindow: window(activations[inp], i > 0 && !loss ? f.x : 0),
         // The embedding reads its gradient, dx, through this window too.
         GinWindow: window(gradients[gin], loss ? 0 : f.dh),
-        W: weight[parity].createView(),
-        Wn: weight[1 - parity].createView(),
+        W: weight[parity].createView({ dimension: "2d-array" }),
+        Wn: weight[1 - parity].createView({ dimension: "2d-array" }),
       };
       return device.createBindGroup({
         label: `op ${i} parity ${parity}`,
@@ -130,6 +133,7 @@ export function createResources(device: GPUDevice, plan: Plan, kernels: Kernels)
     data,
     host,
     steps,
+    replicas,
     stepGroup,
     groups,
     destroy: () => owned.forEach((o) => o.destroy()),

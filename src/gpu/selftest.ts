@@ -35,6 +35,7 @@ import { checkEachKernel } from "./kernel_check.ts";
 import { compileModule, createKernels } from "./kernels.ts";
 import { readFloats } from "./readback.ts";
 import { SHADERS } from "./shaders.ts";
+import { checkReplicas } from "./replica_check.ts";
 import { FAMILIES, GpuModel } from "./model.ts";
 
 export type { Comparison };
@@ -140,6 +141,15 @@ export const KERNEL_CASES: readonly { name: string; config: ModelConfig; batch: 
     batch: 35,
   },
 ];
+
+/**
+ * The cases a group of replicas is checked on against solo runs (src/gpu/replica_check.ts):
+ * a BatchNorm in the loss's kernel, and part 5's FlattenConsecutive with the standalone
+ * BatchNorm backward.
+ */
+export const REPLICA_CASES = KERNEL_CASES.filter((c) =>
+  c.name.startsWith("3 layers") || c.name.startsWith("hierarchical, FlattenConsecutive")
+);
 
 /**
  * One training step of `config` at batch `batch` on the GPU; every intermediate tensor and
@@ -319,7 +329,8 @@ fn tanh_probe(@builtin(global_invocation_id) id: vec3u) {
 
 /**
  * Every case of KERNEL_CASES, for every kernel family, as a whole step and each kernel alone
- * (src/gpu/kernel_check.ts), and tanh's; the comparisons, named.
+ * (src/gpu/kernel_check.ts), and tanh's; REPLICA_CASES as groups of replicas against solo runs;
+ * the comparisons, named.
  */
 export async function checkKernels(gpu: Gpu): Promise<Comparison[]> {
   const out: Comparison[] = await checkTanh(gpu);
@@ -333,6 +344,11 @@ export async function checkKernels(gpu: Gpu): Promise<Comparison[]> {
         for (const r of k.comparisons) {
           out.push({ ...r, name: `${at}: ${k.kernel} alone (${k.what}): ${r.name}` });
         }
+      }
+    }
+    for (const c of REPLICA_CASES) {
+      for (const r of await checkReplicas(gpu, c.config, c.batch, family)) {
+        out.push({ ...r, name: `${family} kernels, ${c.name}, batch ${c.batch}: ${r.name}` });
       }
     }
   }

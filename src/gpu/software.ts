@@ -38,7 +38,6 @@ const RK = 16; // rows of W per invocation in the weight gradient (a multiple of
 const WX = 8; // adjacent vec4 columns per workgroup
 const WY = 1; // row groups per workgroup: one SIMD group, no barriers to wait at
 const CE_WG = 64; // cross_entropy's workgroup
-const CE_MAX_GROUPS = 16; // the most workgroups of an evaluation pass's cross_entropy
 const EMBED_WG = 64; // embedding_forward: vec4 of x per workgroup
 const EMBED_TOKENS = 8; // embedding_backward: tokens (lanes) per workgroup
 const BN_WG = 64; // batchnorm_backward: rows in parallel per column
@@ -91,8 +90,13 @@ const ENTRY_POINTS: Record<string, EntryPoint> = Object.fromEntries([
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
 
-/** Whether `rows` rows of `quads` vec4 fit one uniform window. */
-const fits = (rows: number, quads: number) => rows * quads <= C.WINDOW;
+/**
+ * Whether `rows` rows of `quads` vec4 fit one uniform window. A window is bound at one offset
+ * for the whole dispatch, so only a single replica's operand can come through it: a group of
+ * replicas reads storage.
+ */
+const fits = (plan: Plan, rows: number, quads: number) =>
+  plan.replicas === 1 && rows * quads <= C.WINDOW;
 
 /** Iterations of linear_forward's busiest invocation (lid.y = wg.y = 0). */
 function forwardIterations(plan: Plan, d: Dispatch): number {
@@ -130,7 +134,6 @@ export const software: KernelFamily = {
   entryPoints: ENTRY_POINTS,
   bindings: ALL_BINDINGS,
   files: ["embedding.wgsl", "linear.wgsl", "cross_entropy.wgsl", "batchnorm_backward.wgsl"],
-  maxLossGroups: CE_MAX_GROUPS,
 
   layerShape(inQ, outQ) {
     // linear_backward's weight gradient: one RK x 4 block of dW per invocation.
@@ -155,7 +158,7 @@ export const software: KernelFamily = {
     const batchStats = (f.flags & C.HAS_BN) !== 0 && train;
     return [{
       role: "forward",
-      kernel: fits(R, f.in_q) ? "linearForwardWindowed" : "linearForward",
+      kernel: fits(plan, R, f.in_q) ? "linearForwardWindowed" : "linearForward",
       op: i + 1,
       groups: [ceil(f.out_q, WX), batchStats ? 1 : ceil(R, RB)],
       rows,
@@ -163,7 +166,7 @@ export const software: KernelFamily = {
     }];
   },
 
-  loss: (plan, rows, train) => lossDispatch(plan, rows, train, CE_WG, CE_MAX_GROUPS),
+  loss: (plan, rows, train) => lossDispatch(plan, rows, train, CE_WG),
 
   backward(plan, diag) {
     const rows = plan.batchSize;
@@ -174,7 +177,7 @@ export const software: KernelFamily = {
       const R = rows * f.positions;
       list.push({
         role: "backward",
-        kernel: "linearBackward" + suffix(fits(R, f.in_q) && fits(R, f.out_q)),
+        kernel: "linearBackward" + suffix(fits(plan, R, f.in_q) && fits(plan, R, f.out_q)),
         op: i + 1,
         groups: [f.dw_groups + ceil(f.in_q, WX), 1],
         rows,
@@ -184,7 +187,7 @@ export const software: KernelFamily = {
     const e = plan.ops[0];
     list.push({
       role: "embedBackward",
-      kernel: "embeddingBackward" + suffix(fits(rows * e.positions, e.out_q)),
+      kernel: "embeddingBackward" + suffix(fits(plan, rows * e.positions, e.out_q)),
       op: 0,
       groups: [ceil(plan.config.vocabSize, EMBED_TOKENS), ceil(e.embd, 4)],
       rows,
@@ -200,6 +203,8 @@ export const software: KernelFamily = {
       ...plan.ops.slice(first + 1, last + 2).map((f) => f.positions * f.in_q),
     );
     const windowed = Math.floor(C.WINDOW / widest);
+    // A group's passes have the same rows as one replica's (though they cannot read through
+    // the windows), so that they sum each replica's loss in the same order as its solo run.
     return Math.min(plan.evalRows, windowed >= RB ? windowed : plan.evalRows);
   },
 

@@ -141,7 +141,7 @@ export function stepShape(config: ModelConfig, batchSize: number, family: Kernel
   const plan = planModel(config, family, { batchSize, chunkSteps: 1, maxBindingBytes: 1 << 30 });
   const list = [
     ...forward(plan, batchSize, true),
-    family.loss(plan, batchSize, true).dispatch,
+    family.loss(plan, batchSize, true),
     ...family.backward(plan, false),
   ];
   const dispatches = list.map((d) => ({
