@@ -5,7 +5,13 @@
  * resumed run, the data, the backend; nothing is written before all of them are right.
  */
 
-import { type Backend, type BackendKind, type KernelChoice, openBackend } from "./backend.ts";
+import {
+  type Backend,
+  type BackendKind,
+  type BackendOptions,
+  type KernelChoice,
+  openBackend,
+} from "./backend.ts";
 import { type Dataset, makeDataset, parseWords, sha256Hex, Vocab } from "./data.ts";
 import { UserError } from "./errors.ts";
 import { absolutePath, readUserFile } from "./files.ts";
@@ -44,10 +50,15 @@ export interface RunResult {
   readonly trainSeconds: number;
 }
 
+/**
+ * Trains one run. `open` opens its backend (default: a device of its own; src/run_group.ts
+ * passes a member of a group of replicas).
+ */
 export async function run(
   opts: RunOptions,
   reporter: RunReporter,
   signal?: AbortSignal,
+  open: (o: BackendOptions) => Promise<Backend> = openBackend,
 ): Promise<RunResult> {
   // A resumed run locks its directory at once (its checkpoint is read under the lock); a new
   // one only checks it, and creates nothing until everything else is found right.
@@ -74,7 +85,7 @@ export async function run(
       );
     }
     const warnings = validateTraining(config, train, dataset);
-    const backend = await openBackend({
+    const backend = await open({
       kind: opts.backend,
       config,
       batchSize: train.batchSize,

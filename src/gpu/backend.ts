@@ -7,7 +7,7 @@ import { GpuModel } from "./model.ts";
 import { DIAG_SLOTS } from "./plan.ts";
 
 /** Steps per chunk: one submit and one readback (~12 ms on llvmpipe) per this many steps. */
-const CHUNK_STEPS = 250;
+export const CHUNK_STEPS = 250;
 /**
  * Chunks waiting on the device while the next is encoded. On llvmpipe a chunk takes far longer
  * than a readback; on a GPU, 250 steps of 30 us are 7.5 ms, about what a map can take to come

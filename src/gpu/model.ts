@@ -164,6 +164,7 @@ export class GpuModel {
     first: number,
     list: readonly StepFields[],
     lrs: readonly ArrayLike<number>[] = [],
+    idle: readonly boolean[] = [],
   ): void {
     const { strides } = this.plan;
     const bytes = new Uint8Array(list.length * UNIFORM_STRIDE);
@@ -182,10 +183,10 @@ export class GpuModel {
         ...s,
       };
       bytes.set(new Uint8Array(STEP.pack(values)), i * UNIFORM_STRIDE);
-      this.#momenta.forEach((momentum, r) => {
+      this.#momenta.forEach((m, r) => {
         const lr = lrs[r]?.[i] ?? 0;
         hyper.set(
-          new Uint8Array(REPLICA.pack({ lr, momentum })),
+          new Uint8Array(REPLICA.pack({ lr, momentum: idle[r] ? 0 : m })),
           i * REPLICAS_BYTES + r * REPLICA.bytes,
         );
       });
@@ -250,20 +251,24 @@ export class GpuModel {
   /**
    * trainChunk for every replica at once: replica r's batches and learning rates are
    * `batches[r]` and `lrs[r]` (the same number of steps for all); the same steps collect
-   * diagnostics in each. Resolves to each replica's losses and moments.
+   * diagnostics in each. Resolves to each replica's losses and moments. A replica whose
+   * `lrs[r]` is null sits the chunk out: it runs at a learning rate and a momentum of 0 on
+   * token 0, which leaves every parameter and statistic of a finite model as it was (p - 0 g
+   * is p; mix(r, b, 0) is r), and its results are to be ignored.
    */
   trainReplicas(
-    batches: readonly Int32Array<ArrayBuffer>[],
-    lrs: readonly ArrayLike<number>[],
+    batches: readonly (Int32Array<ArrayBuffer> | null)[],
+    lrs: readonly (ArrayLike<number> | null)[],
     diag: ChunkDiagnostics = {},
   ): Promise<ChunkResult[]> {
-    const steps = lrs[0]?.length ?? 0;
+    const steps = lrs.find((l) => l !== null)?.length ?? 0;
     const per = this.batchSize * (this.config.blockSize + 1);
     const moments = diag.moments ?? [];
     if (
       batches.length !== this.replicas || lrs.length !== this.replicas ||
-      lrs.some((l) => l.length !== steps) || steps < 1 || steps > this.chunkSteps ||
-      batches.some((b) => b.length !== steps * per)
+      lrs.some((l, r) => (l === null) !== (batches[r] === null) || (l && l.length !== steps)) ||
+      steps < 1 || steps > this.chunkSteps ||
+      batches.some((b) => b && b.length !== steps * per)
     ) {
       throw new Error("trainChunk: batches and learning rates do not match the chunk size");
     }
@@ -273,7 +278,10 @@ export class GpuModel {
     const d = this.device;
     const { host, strides } = this.plan;
     const start = performance.now();
-    batches.forEach((b, r) => d.queue.writeBuffer(this.#res.data, r * strides.data * 4, b));
+    batches.forEach((b, r) =>
+      d.queue.writeBuffer(this.#res.data, r * strides.data * 4, b ?? new Int32Array(steps * per))
+    );
+    const idle = lrs.map((l) => l === null);
     const diagSlot = new Map(moments.map((s, slot) => [s, slot]));
     const plain = this.stepDispatches(false);
     const withDiag = this.stepDispatches(true);
@@ -291,7 +299,8 @@ export class GpuModel {
           snap: s === snapAt ? host.snapAt : C.NONE,
         };
       }),
-      lrs,
+      lrs.map((l) => l ?? new Float32Array(steps)),
+      idle,
     );
     const enc = d.createCommandEncoder();
     const pass = enc.beginComputePass();
@@ -311,7 +320,7 @@ export class GpuModel {
     this.hostMs += performance.now() - start;
     d.queue.submit([commands]);
     return mapFloats(buf).then((all) =>
-      batches.map((_, r) => {
+      lrs.map((_, r) => {
         const mine = all.subarray(r * floats, (r + 1) * floats);
         return {
           losses: mine.slice(0, steps),

@@ -323,6 +323,7 @@ export async function calibrate(
         if (!ok) return stopped();
         const P = res.params[ctx.parity];
         stats.forEach((s, r) => {
+          if (exs[r].n === 0) return; // a replica with no split keeps its statistics
           const at = r * strides.params * 16;
           device.queue.writeBuffer(P, at + f.run_mean * 16, Float32Array.from(s.mean));
           device.queue.writeBuffer(P, at + f.run_var * 16, Float32Array.from(s.variance()));

@@ -3,7 +3,8 @@
  * (src/gpu/plan.ts) must leave each replica exactly where the same model trained alone would
  * be. Each replica has its own parameters, batches, learning rates and BatchNorm momentum, and
  * one of them is driven to NaN by its learning rate; the group and each solo run do the same
- * chunks (one with moments and a snapshot), then evaluate and calibrate. The replicas and the
+ * chunks (one with moments and a snapshot), then evaluate and calibrate, each replica on its
+ * own split; and a replica that sits a chunk out (trainReplicas' idle) stays as it was. The replicas and the
  * solo runs do the same sums in the same order, so every value must be bit-identical (NaN
  * where the solo run has NaN): a replica reading or writing another's part of any buffer, or
  * any uniform mixing them up, shows as a difference.
@@ -36,7 +37,11 @@ type Trace = [name: string, values: ArrayLike<number>][];
 
 interface Drive {
   replicas: number;
-  train(batches: Int32Array<ArrayBuffer>[], lrs: number[][], diag: boolean): Promise<ChunkResult[]>;
+  train(
+    batches: Int32Array<ArrayBuffer>[],
+    lrs: number[][],
+    diag: boolean,
+  ): Promise<ChunkResult[]>;
   snapshot(step: number, r: number): Promise<Snapshot>;
   getParams(r: number): Promise<{ params: Float32Array; buffers: Float32Array }>;
   evaluate(exs: Examples[]): Promise<number[]>;
@@ -160,14 +165,32 @@ export async function checkReplicas(
     const m = await make(r);
     try {
       const pick = <T>(a: T[]) => r === null ? a : [a[r]];
-      return await traces(drive(m), pick(batches), pick(lrs), pick(exs));
+      const out = await traces(drive(m), pick(batches), pick(lrs), pick(exs));
+      if (r === null) {
+        // Replica 0 sits a chunk out while the others train: it must not move at all.
+        const before = await m.getParams(0);
+        await m.trainReplicas(
+          batches.map((b, i) => i === 0 ? null : b[0]),
+          lrs.map((l, i) => i === 0 ? null : l[0]),
+        );
+        const after = await m.getParams(0);
+        out[0].push(["idle", [
+          mismatches(after.params, before.params) + mismatches(after.buffers, before.buffers),
+        ]]);
+      }
+      return out;
     } finally {
       await gpu.device.queue.onSubmittedWorkDone();
       m.destroy();
     }
   };
   const group = await run(null);
-  const out: Comparison[] = [];
+  const idle = group[0].pop()!;
+  const out: Comparison[] = [{
+    name: `replica 0 of ${replicas}: parameters and statistics after sitting a chunk out`,
+    error: idle[1][0],
+    tolerance: 0,
+  }];
   for (let r = 0; r < replicas; r++) {
     const [solo] = await run(r);
     solo.forEach(([name, want], i) => {
