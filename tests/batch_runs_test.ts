@@ -10,7 +10,7 @@ import { FAILED_FILE } from "../src/batch_runs.ts";
 import { decodeCheckpoint } from "../src/checkpoint.ts";
 import { exists } from "../src/files.ts";
 import { checkLock } from "../src/run_dir.ts";
-import { assert, assertEquals, cliCommand, type CliResult, runCli, testWith } from "./util.ts";
+import { assert, assertEquals, type CliResult, runCli, spawnHeld, testWith } from "./util.ts";
 
 const NEEDS = ["read", "write", "run", "env"] as const;
 const tiny = names.split("\n").slice(0, 400).join("\n") + "\n";
@@ -40,37 +40,28 @@ const statuses = async (dir: string) =>
     r.status
   );
 
+/** The flags of a lecture sweep into DIR/s over DIR/names.txt, then `flags`. */
+const lectureSweep = (dir: string, ...flags: string[]) => [
+  "--out",
+  `${dir}/s`,
+  "--data",
+  `${dir}/names.txt`,
+  "--preset",
+  "lecture",
+  ...flags,
+];
+
 /** A sweep in the background whose runs hold at step 1; resolves once one of them holds. */
-async function heldSweep(args: string[]) {
-  const child = cliCommand("sweep.ts", args, {
-    permissions: ALL,
-    env: { MAKEMORE_HOLD_AT_STEP: "1" },
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
+const heldSweep = (args: string[]) =>
   // The sweep says so when its run holds (the hook's "held" event).
-  while (!/holds at step \d+/.test(seen)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the sweep ended before its run held:\n${seen}`);
-    seen += value;
-  }
-  return {
-    child,
-    async stop(signal: Deno.Signal) {
-      child.kill(signal);
-      while (!(await reader.read()).done) { /* drain */ }
-      const status = await child.status;
-      return { code: status.code, stderr: await new Response(child.stderr).text() };
-    },
-  };
-}
+  spawnHeld("sweep.ts", args, { holdAt: 1, held: /holds at step \d+/, permissions: ALL });
 
 testWith(
   NEEDS,
   "batch runs: a finished run is reused only if it is the run asked for",
   async () => {
     await inTempDir(async (dir) => {
-      const base = ["--out", `${dir}/s`, "--data", `${dir}/names.txt`, "--preset", "lecture"];
+      const base = lectureSweep(dir);
       const grid = ["--hidden", "8,16", "--samples", "0", "--eval-every", "0"];
       const first = await tool("sweep.ts", [...base, ...grid, "--steps", "20"]);
       assertEquals(first.code, 0, first.stderr);
@@ -121,20 +112,7 @@ testWith(
   "batch runs: SIGTERM and SIGHUP stop the runs with a checkpoint; the rerun goes on",
   async () => {
     await inTempDir(async (dir) => {
-      const args = [
-        "--out",
-        `${dir}/s`,
-        "--data",
-        `${dir}/names.txt`,
-        "--preset",
-        "lecture",
-        "--hidden",
-        "8,16",
-        "--steps",
-        "300",
-        "--samples",
-        "0",
-      ];
+      const args = lectureSweep(dir, "--hidden", "8,16", "--steps", "300", "--samples", "0");
       for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
         const sweep = await heldSweep(args);
         const stopped = await sweep.stop(signal);
@@ -159,7 +137,7 @@ testWith(
   "batch runs: failed runs are tried again, or skipped with --skip-failed",
   async () => {
     await inTempDir(async (dir) => {
-      const base = ["--out", `${dir}/s`, "--data", `${dir}/names.txt`, "--preset", "lecture"];
+      const base = lectureSweep(dir);
       const args = [...base, "--lr", "0.1,1e6", "--steps", "40", "--samples", "0"];
       // A run killed before its first checkpoint left only its log.
       await Deno.mkdir(`${dir}/s/runs/lr=0.1`, { recursive: true });
@@ -188,18 +166,7 @@ testWith(
   "batch runs: a second sweep in the same directory is refused, naming the first",
   async () => {
     await inTempDir(async (dir) => {
-      const args = [
-        "--out",
-        `${dir}/s`,
-        "--data",
-        `${dir}/names.txt`,
-        "--preset",
-        "lecture",
-        "--hidden",
-        "8,16",
-        "--steps",
-        "300",
-      ];
+      const args = lectureSweep(dir, "--hidden", "8,16", "--steps", "300");
       const first = await heldSweep(args);
       try {
         oneLineError(

@@ -8,7 +8,15 @@ import names from "../data/names.txt" with { type: "text" };
 import { decodeCheckpoint, encodeCheckpoint } from "../src/checkpoint.ts";
 import { exists } from "../src/files.ts";
 import { PRESETS } from "../src/model.ts";
-import { assert, assertEquals, cliCommand, type CliResult, runCli, testWith } from "./util.ts";
+import {
+  assert,
+  assertEquals,
+  cliCommand,
+  type CliResult,
+  runCli,
+  spawnHeld,
+  testWith,
+} from "./util.ts";
 
 const small = names.split("\n").slice(0, 400).join("\n") + "\n";
 const NEEDS = ["read", "write", "run", "env"] as const;
@@ -38,13 +46,9 @@ function assertOneLineError(r: CliResult, pattern: RegExp): void {
   assert(!/\bat (file|async|ext):/.test(r.stderr), "no stack trace");
 }
 
-/**
- * Starts a training run in the background; resolves when it holds at step `holdAt` (see
- * MAKEMORE_HOLD_AT_STEP in src/cli/train.ts), so that a signal sent then finds it running
- * whatever the machine's speed.
- */
-async function startTraining(dir: string, out: string, args: string[], holdAt: number) {
-  const child = cliCommand("train.ts", [
+/** A training run in the background, held at step `holdAt` (see spawnHeld). */
+function startTraining(dir: string, out: string, args: string[], holdAt: number) {
+  return spawnHeld("train.ts", [
     "--data",
     `${dir}/names.txt`,
     "--out",
@@ -52,24 +56,7 @@ async function startTraining(dir: string, out: string, args: string[], holdAt: n
     ...SMALL,
     ...args,
     "--json",
-  ], { env: { MAKEMORE_HOLD_AT_STEP: String(holdAt) } }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!seen.includes('"event":"held"')) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the run ended before it held at step ${holdAt}:\n${seen}`);
-    seen += value;
-  }
-  return {
-    child,
-    /** Sends `signal`, reads the rest, and returns the exit code and stderr. */
-    async stop(signal: Deno.Signal) {
-      child.kill(signal);
-      while (!(await reader.read()).done) { /* drain */ }
-      const status = await child.status;
-      return { code: status.code, stderr: await new Response(child.stderr).text() };
-    },
-  };
+  ], { holdAt, held: /"event":"held"/ });
 }
 
 testWith(NEEDS, "cli train: a checkpoint, run.json and log.jsonl that sample reads", async () => {

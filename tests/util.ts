@@ -287,6 +287,45 @@ export function cliCommand(
   });
 }
 
+/** A tool running in the background, told to hold at a step (MAKEMORE_HOLD_AT_STEP). */
+export interface HeldTool {
+  readonly child: Deno.ChildProcess;
+  /** Sends `signal`, reads the rest, and returns the exit code and stderr. */
+  stop(signal: Deno.Signal): Promise<{ code: number; stderr: string }>;
+}
+
+/**
+ * Starts one of the project's tools in the background with its runs told to hold at step
+ * `holdAt` (see MAKEMORE_HOLD_AT_STEP in src/cli/train.ts); resolves once its stdout shows
+ * `held`, so that a signal sent then finds it running whatever the machine's speed.
+ */
+export async function spawnHeld(
+  script: string,
+  args: string[],
+  o: { holdAt: number; held: RegExp; permissions?: string[] },
+): Promise<HeldTool> {
+  const child = cliCommand(script, args, {
+    permissions: o.permissions,
+    env: { MAKEMORE_HOLD_AT_STEP: String(o.holdAt) },
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!o.held.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${script} ended before it held at step ${o.holdAt}:\n${seen}`);
+    seen += value;
+  }
+  return {
+    child,
+    async stop(signal) {
+      child.kill(signal);
+      while (!(await reader.read()).done) { /* drain */ }
+      const status = await child.status;
+      return { code: status.code, stderr: await new Response(child.stderr).text() };
+    },
+  };
+}
+
 /** Runs one of the project's command-line tools in a fresh Deno process. */
 export async function runCli(
   script: string,
