@@ -8,10 +8,13 @@
  */
 
 import { runCommand } from "../src/cli/common.ts";
-import { defineCommand, type Values } from "../src/cli/flags.ts";
+import { defineCommand, UsageError, type Values } from "../src/cli/flags.ts";
+import { C } from "../src/gpu/abi.ts";
+import type { FamilyName } from "../src/gpu/family.ts";
+import { benchReplicas, printReplicaTable } from "./replicas.ts";
 import { makeDataset } from "../src/data.ts";
 import { readWords } from "../src/files.ts";
-import { describeAdapter, openGpu } from "../src/gpu/device.ts";
+import { describeAdapter, type Gpu, openGpu } from "../src/gpu/device.ts";
 import { FAMILIES } from "../src/gpu/model.ts";
 import { macsPerStep, measurePostTraining, measureTraining, stepShape } from "../src/gpu/speed.ts";
 import { type ModelConfig, type PresetName, PRESETS } from "../src/model.ts";
@@ -77,6 +80,13 @@ const command = defineCommand({
         default: "data/names.txt",
       },
       json: { kind: "bool", help: "print one JSON object instead of the tables" },
+      replicas: {
+        kind: "string",
+        arg: "N,N,...",
+        help: "instead: the aggregate model-steps/s of groups of N replicas trained in the " +
+          "same dispatches, for --preset (all: the MLP presets) and --kernels (auto: both " +
+          "families), against PyTorch training N networks batched (--baseline-steps steps)",
+      },
     },
   },
 });
@@ -243,7 +253,53 @@ function printTables(results: PresetResult[], head: Record<string, string>): voi
   }
 }
 
+/** The head of every table: when, where and how it was measured. */
+async function headOf(gpu: Gpu) {
+  return {
+    date: new Date().toISOString().slice(0, 10),
+    machine: await machine(),
+    adapter: describeAdapter(gpu.adapter),
+    ...(gpu.adapter.fallback ? { mesa: await mesaVersion() } : {}),
+    deno: Deno.version.deno,
+    command: `deno task bench ${Deno.args.join(" ")}`.trimEnd(),
+  };
+}
+
+async function mainReplicas(values: Values<typeof command.groups>, list: string): Promise<void> {
+  const replicas = list.split(",").map(Number);
+  if (!replicas.every((n) => Number.isInteger(n) && n >= 1 && n <= C.MAX_REPLICAS)) {
+    throw new UsageError(`--replicas: a list of whole numbers from 1 to ${C.MAX_REPLICAS}`);
+  }
+  const presets = (values.preset === "all" ? ["lecture", "seed"] : [values.preset]) as PresetName[];
+  const families =
+    (values.kernels === "auto" ? Object.keys(FAMILIES) : [values.kernels]) as FamilyName[];
+  const words = await readWords(values.data);
+  const gpu = await openGpu();
+  try {
+    const rows = await benchReplicas(gpu, words, {
+      presets,
+      families,
+      replicas,
+      chunkSteps: values["chunk-steps"],
+      chunks: values.chunks,
+      rounds: values.rounds,
+      baselineSteps: values["baseline-steps"],
+      progress,
+    });
+    const head = await headOf(gpu);
+    if (values.json) console.log(JSON.stringify({ ...head, rows }));
+    else {
+      for (const [k, v] of Object.entries(head)) console.log(`${k}: ${v}`);
+      console.log("");
+      printReplicaTable(rows);
+    }
+  } finally {
+    gpu.device.destroy();
+  }
+}
+
 async function main(values: Values<typeof command.groups>): Promise<void> {
+  if (values.replicas !== undefined) return await mainReplicas(values, values.replicas);
   const presets =
     (values.preset === "all" ? Object.keys(PRESETS) : [values.preset]) as PresetName[];
   const words = await readWords(values.data);
@@ -314,14 +370,7 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
   } finally {
     gpu.device.destroy();
   }
-  const head = {
-    date: new Date().toISOString().slice(0, 10),
-    machine: await machine(),
-    adapter: describeAdapter(gpu.adapter),
-    ...(gpu.adapter.fallback ? { mesa: await mesaVersion() } : {}),
-    deno: Deno.version.deno,
-    command: `deno task bench ${Deno.args.join(" ")}`.trimEnd(),
-  };
+  const head = await headOf(gpu);
   if (values.json) console.log(JSON.stringify({ ...head, results }));
   else printTables(results, head);
 }

@@ -1,7 +1,11 @@
 /**
- * Many training runs, for the experiments and sweeps: each a `deno task train` of its own (a
- * subprocess, so runs in parallel do not share a device, and a crash takes one run down, not
- * the batch), in a run directory of its own. `jobs` run at a time under one progress line.
+ * Many training runs, for the experiments and sweeps, each in a run directory of its own. Runs
+ * of one shape on WebGPU (src/gpu/group.ts: the same model but for its initialization and
+ * BatchNorm momentum, the same batch and data; any seed, learning rate and schedule) are
+ * trained together, up to `replicas` of them as one group in the same dispatches: each group
+ * is one `deno task train --runs` (a subprocess, so that a crash takes one group down, not the
+ * batch), and each of its runs is exactly what it would be alone. `jobs` groups run at a time
+ * under one progress line.
  *
  * What is already in a run's directory is looked at before any run starts (planRuns), and a run
  * is reused only when it is the run asked for (src/run_setup.ts: every setting and the data's
@@ -14,7 +18,7 @@
  */
 
 import { type Checkpoint, decodeCheckpoint } from "./checkpoint.ts";
-import { sha256Hex } from "./data.ts";
+import { parseWords, sha256Hex, Vocab } from "./data.ts";
 import { UserError } from "./errors.ts";
 import { exists, ioError, readUserFile, writeFileAtomic } from "./files.ts";
 import {
@@ -26,6 +30,9 @@ import {
   runFilesIn,
 } from "./run_dir.ts";
 import { describe, differences, identityOf, type RunIdentity } from "./run_setup.ts";
+import type { BackendKind, KernelChoice } from "./backend.ts";
+import { shapeKey } from "./gpu/group.ts";
+import { maxReplicas } from "./gpu/plan.ts";
 
 /** What a run is asked to be: its identity, with the data named by path. */
 export interface AskedRun extends Omit<RunIdentity, "dataSha256"> {
@@ -43,12 +50,15 @@ export interface RunSpec {
   readonly values: Readonly<Record<string, string>>;
   /** The flags resolved as `deno task train` resolves them: what a reused run must be. */
   readonly asked: AskedRun;
+  /** Where it trains: runs of one shape on WebGPU share a device. */
+  readonly backend: BackendKind;
+  readonly kernels: KernelChoice;
 }
 
 export type RunStatus = "finished" | "skipped" | "failed" | "interrupted";
 
 export interface RunOutcome {
-  readonly spec: Omit<RunSpec, "asked">;
+  readonly spec: Omit<RunSpec, "asked" | "backend" | "kernels">;
   readonly status: RunStatus;
   /** The run's run.json, when it finished (now or before). */
   readonly report: Record<string, unknown> | null;
@@ -66,7 +76,10 @@ export type Plan =
   | { readonly action: "failed"; readonly error: string };
 
 export interface BatchOptions {
+  /** Groups trained at a time. */
   readonly jobs: number;
+  /** The most runs of one shape trained as one group ("auto": as many as the device takes). */
+  readonly replicas: number | "auto";
   readonly signal: AbortSignal;
   readonly progress: (line: string) => void;
   /** Train again the runs whose directory holds another run (else the batch is refused). */
@@ -180,6 +193,43 @@ export async function runAll(
   }
 }
 
+/** The group a run may train in: runs of one key share a device (null: it trains alone). */
+function groupKey(spec: RunSpec, vocabOf: (path: string) => number): string | null {
+  if (spec.backend !== "webgpu") return null;
+  const { dataPath, model, train } = spec.asked;
+  const config = { ...model, vocabSize: vocabOf(dataPath) };
+  return JSON.stringify([shapeKey(config, train.batchSize), dataPath, spec.kernels]);
+}
+
+/**
+ * The planned runs that train, in groups of at most `replicas` runs of one key, in the order
+ * of their first run; each other run alone.
+ */
+export function groupRuns<T extends { spec: RunSpec }>(
+  runs: readonly T[],
+  replicas: number | "auto",
+  vocabOf: (path: string) => number,
+): T[][] {
+  const groups = new Map<string, T[][]>();
+  const out: T[][] = [];
+  for (const r of runs) {
+    const key = groupKey(r.spec, vocabOf);
+    const { model, train, dataPath } = r.spec.asked;
+    const most = replicas === "auto"
+      ? maxReplicas({ ...model, vocabSize: vocabOf(dataPath) }, train.batchSize)
+      : replicas;
+    const open = key === null ? undefined : groups.get(key)?.at(-1);
+    if (open && open.length < most) {
+      open.push(r);
+      continue;
+    }
+    const fresh = [r];
+    out.push(fresh);
+    if (key !== null) groups.set(key, [...(groups.get(key) ?? []), fresh]);
+  }
+  return out;
+}
+
 async function runPlanned(
   specs: readonly RunSpec[],
   plans: readonly Plan[],
@@ -216,16 +266,21 @@ async function runPlanned(
   };
   opts.signal.addEventListener("abort", onAbort);
 
-  const one = async (spec: RunSpec, plan: Plan): Promise<RunOutcome> => {
-    if (plan.action === "skip" || plan.action === "failed") {
-      done.set(spec.name, spec.steps);
-      finishedRuns++;
-      return plan.action === "skip"
-        ? { spec, status: "skipped", report: plan.report }
-        : { spec, status: "failed", report: null, error: plan.error };
+  type Planned = { spec: RunSpec; plan: Plan & { action: "train" | "overwrite" | "resume" } };
+
+  /** One group (or one run): one `train` child, its runs' outcomes from its JSON lines. */
+  const trainGroup = async (group: readonly Planned[]): Promise<RunOutcome[]> => {
+    if (opts.signal.aborted) {
+      return group.map(({ spec }) => ({ spec, status: "interrupted", report: null }));
     }
-    if (opts.signal.aborted) return { spec, status: "interrupted", report: null };
-    await Deno.remove(`${spec.dir}/${FAILED_FILE}`).catch(() => {});
+    for (const { spec } of group) await Deno.remove(`${spec.dir}/${FAILED_FILE}`).catch(() => {});
+    const single = group.length === 1;
+    const runsFile = single ? null : await Deno.makeTempFile({ prefix: "makemore-runs-" });
+    if (runsFile) {
+      const runs = group.map(({ spec, plan }) => trainArgs(spec, plan.action));
+      await Deno.writeTextFile(runsFile, JSON.stringify(runs));
+    }
+    const [first] = group;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -235,7 +290,9 @@ async function runPlanned(
         // Only the test hook that holds a run at a step (src/cli/train.ts).
         "--allow-env=MAKEMORE_HOLD_AT_STEP",
         script,
-        ...trainArgs(spec, plan.action),
+        ...(runsFile
+          ? ["--runs", runsFile, "--kernels", first.spec.kernels, "--no-plots"]
+          : trainArgs(first.spec, first.plan.action)),
         "--json",
       ],
       stdout: "piped",
@@ -245,6 +302,8 @@ async function runPlanned(
     children.add(child);
     const stderr = new Response(child.stderr).text();
     const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    // What each run of the group said last: done, failed (with its line), interrupted.
+    const ended = new Map<number, { status: RunStatus; error?: string }>();
     let buffered = "";
     for (;;) {
       const { value, done: end } = await lines.read();
@@ -255,41 +314,80 @@ async function runPlanned(
       for (const line of parts) {
         try {
           const e = JSON.parse(line);
+          const i = typeof e.run === "number" ? e.run : 0;
+          const spec = group[i]?.spec;
+          if (!spec) continue;
           if (e.event === "progress" && Number.isFinite(e.step)) done.set(spec.name, e.step);
           // Only with the test hook MAKEMORE_HOLD_AT_STEP (src/cli/train.ts): say so at once.
           if (e.event === "held") opts.progress(`run ${spec.name} holds at step ${e.step}`);
+          if (e.event === "done") ended.set(i, { status: "finished" });
+          if (e.event === "failed") ended.set(i, { status: "failed", error: String(e.error) });
+          if (e.event === "interrupted") ended.set(i, { status: "interrupted" });
         } catch { /* not ours */ }
       }
       report();
     }
     const status = await child.status;
     children.delete(child);
+    if (runsFile) await Deno.remove(runsFile).catch(() => {});
     const err = (await stderr).trim().split("\n").filter(Boolean);
-    if (status.code === 0) {
-      done.set(spec.name, spec.steps);
-      finishedRuns++;
-      report(true);
-      return { spec, status: "finished", report: await readRunReport(spec.dir) };
-    }
-    const interrupted = opts.signal.aborted || status.code === 130 || status.code === 143 ||
+    const stoppedBySignal = opts.signal.aborted || status.code === 130 || status.code === 143 ||
       status.code === 129;
-    const error = err.find((l) => l.startsWith("error: "))?.slice(7) ?? err.at(-1) ??
+    const childError = err.find((l) => l.startsWith("error: "))?.slice(7) ?? err.at(-1) ??
       `exit code ${status.code}`;
-    if (!interrupted) {
-      await writeFileAtomic(
-        `${spec.dir}/${FAILED_FILE}`,
-        JSON.stringify({ error, exit: status.code, at: new Date().toISOString() }) + "\n",
-      ).catch(() => {}); // a directory that could not be written has its own error
-    }
-    return { spec, status: interrupted ? "interrupted" : "failed", report: null, error };
+    return await Promise.all(group.map(async ({ spec }, i) => {
+      // A lone run says "done" and exits 0; one that says nothing ended as its exit code says.
+      const said = ended.get(i) ??
+        (single && status.code === 0
+          ? { status: "finished" as const }
+          : stoppedBySignal
+          ? { status: "interrupted" as const }
+          : { status: "failed" as const, error: childError });
+      if (said.status === "finished") {
+        done.set(spec.name, spec.steps);
+        finishedRuns++;
+        report(true);
+        return { spec, status: "finished", report: await readRunReport(spec.dir) };
+      }
+      if (said.status === "failed") {
+        const error = said.error ?? childError;
+        await writeFileAtomic(
+          `${spec.dir}/${FAILED_FILE}`,
+          JSON.stringify({ error, exit: status.code, at: new Date().toISOString() }) + "\n",
+        ).catch(() => {}); // a directory that could not be written has its own error
+        return { spec, status: "failed", report: null, error };
+      }
+      return { spec, status: "interrupted", report: null };
+    }));
   };
 
   try {
-    const queue = specs.map((spec, i) => ({ spec, plan: plans[i] }));
     const outcomes = new Map<string, RunOutcome>();
+    const queue: Planned[][] = [];
+    const training: Planned[] = [];
+    specs.forEach((spec, i) => {
+      const plan = plans[i];
+      if (plan.action === "skip" || plan.action === "failed") {
+        done.set(spec.name, spec.steps);
+        finishedRuns++;
+        outcomes.set(
+          spec.name,
+          plan.action === "skip"
+            ? { spec, status: "skipped", report: plan.report }
+            : { spec, status: "failed", report: null, error: plan.error },
+        );
+      } else training.push({ spec, plan });
+    });
+    const vocab = new Map<string, number>();
+    for (const { spec } of training) {
+      const path = spec.asked.dataPath;
+      if (!vocab.has(path)) vocab.set(path, await vocabSizeOf(path));
+    }
+    queue.push(...groupRuns(training, opts.replicas, (p) => vocab.get(p)!));
     const workers = Array.from({ length: Math.max(1, opts.jobs) }, async () => {
       for (let next = queue.shift(); next; next = queue.shift()) {
-        outcomes.set(next.spec.name, await one(next.spec, next.plan));
+        const results = await trainGroup(next);
+        results.forEach((o) => outcomes.set(o.spec.name, o));
       }
     });
     await Promise.all(workers);
@@ -298,6 +396,11 @@ async function runPlanned(
   } finally {
     opts.signal.removeEventListener("abort", onAbort);
   }
+}
+
+/** The vocabulary a data file gives a run (its characters and the end token). */
+async function vocabSizeOf(path: string): Promise<number> {
+  return Vocab.fromWords(parseWords(await readUserFile(path, "data file"), path)).size;
 }
 
 /**

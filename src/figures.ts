@@ -99,8 +99,11 @@ export function lines(
   series: readonly {
     readonly label: string;
     readonly points: readonly { x: number; y: number }[];
+    /** Its colour (else the palette's next). */
+    readonly colour?: string;
   }[],
 ): TopLevelSpec {
+  const coloured = series.every((s) => s.colour !== undefined);
   const values = series.flatMap((s) =>
     s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).map((p) => ({
       ...p,
@@ -131,6 +134,9 @@ export function lines(
         title: null,
         sort: null,
         legend: { labelLimit: 400 },
+        ...(coloured
+          ? { scale: { domain: series.map((s) => s.label), range: series.map((s) => s.colour) } }
+          : {}),
       },
     },
   } as TopLevelSpec];

@@ -26,6 +26,8 @@ export const RULES = {
   lr: float({ min: Number.MIN_VALUE }),
   lrFinal: float({ min: 0 }),
   decayAt: int({ min: 0 }),
+  tanhGain: float({ min: Number.MIN_VALUE, max: 100 }),
+  bnMomentum: float({ min: 0, max: 1 }),
   seed: int({ min: 0, max: 0xffffffff }),
   sampleCount: int({ min: 1, max: 1_000_000 }),
   temperature: float({ min: 1e-3, max: 100 }),

@@ -67,6 +67,8 @@ export interface Progress {
   readonly steps: number;
   /** The training loss, exponentially smoothed. */
   readonly loss: number;
+  /** The loss of the last step, as it was. */
+  readonly lastLoss: number;
   readonly lr: number;
   readonly stepsPerSecond: number;
   readonly etaSeconds: number;
@@ -165,6 +167,7 @@ export class Trainer {
   #logSum: number;
   #logCount: number;
   #smooth = NaN;
+  #last = NaN;
 
   constructor(setup: TrainerSetup) {
     this.#s = setup;
@@ -238,11 +241,13 @@ export class Trainer {
   }
 
   /**
-   * Trains until the last step or until `signal` aborts; on an abort, saves a checkpoint of
-   * the steps done. A non-finite loss or parameter stops with a UserError.
+   * Trains until the last step (or step `until`, if sooner: the lab's one step) or until
+   * `signal` aborts; on an abort, saves a checkpoint of the steps done. A non-finite loss or
+   * parameter stops with a UserError.
    */
-  async train(signal?: AbortSignal): Promise<void> {
+  async train(signal?: AbortSignal, until = Infinity): Promise<void> {
     const { train, schedule, backend, reporter, dataset, sinks } = this.#s;
+    const end = Math.min(train.steps, until);
     const { evalEvery, checkpointEvery, logEvery } = schedule;
     let since = performance.now(); // wall clock of the steps since the last boundary
     let stepsSince = 0;
@@ -261,6 +266,7 @@ export class Trainer {
         step: this.step,
         steps: train.steps,
         loss: this.#smooth,
+        lastLoss: this.#last,
         lr: c.lrs.at(-1)!,
         stepsPerSecond: rate,
         etaSeconds: (train.steps - this.step) / rate,
@@ -274,10 +280,10 @@ export class Trainer {
       while (inFlight.length) await finish(inFlight.shift()!);
     };
     try {
-      while (drawn < train.steps && !signal?.aborted) {
+      while (drawn < end && !signal?.aborted) {
         // Update ratios every logEvery steps: at most diagSlots of them per chunk.
         const most = schedule.diagnostics ? backend.diagSlots * logEvery : Infinity;
-        let k = Math.min(backend.chunkSteps, train.steps - drawn, most);
+        let k = Math.min(backend.chunkSteps, end - drawn, most);
         for (let s = drawn + 1; s < drawn + k; s++) {
           if (this.#boundary(s)) {
             k = s - drawn;
@@ -311,6 +317,7 @@ export class Trainer {
             step: this.step,
             steps: train.steps,
             loss: this.#smooth,
+            lastLoss: this.#last,
             lr: lrs.at(-1)!,
             stepsPerSecond: stepsSince / ((performance.now() - since) / 1000),
             etaSeconds: NaN,
@@ -345,6 +352,7 @@ export class Trainer {
       );
     }
     this.#smooth = Number.isNaN(this.#smooth) ? loss : 0.99 * this.#smooth + 0.01 * loss;
+    this.#last = loss;
     this.#logSum += loss;
     this.#logCount++;
     if ((s + 1) % this.#s.schedule.logEvery === 0 || s + 1 === this.#s.train.steps) {

@@ -335,6 +335,79 @@ testWith(["read", "write", "run", "env", "net"], "browser: the lab in Chromium",
       },
     );
 
+    await t.step(
+      "a comparison from a link: the runs train together, a fresh page of the same link gives the same losses, each run is the run alone; One step shows what it changed",
+      async () => {
+        const link = `${url}?preset=lecture&steps=300&seed=7&compareAxis=lr&compareValues=0.05,0.3`;
+        type Result = { losses: unknown; log: unknown }[];
+        const compare = async (p: Page): Promise<Result> => {
+          await p.click("#compare");
+          await p.waitForFunction(
+            () => document.getElementById("compare-runs")!.dataset.state === "finished",
+            { timeout: 600_000 },
+          );
+          return await p.evaluate(() =>
+            globalThis.lab.comparison()!.runs.map((r) => ({
+              losses: r.finished?.losses ?? r.error,
+              log: r.sinks.entries,
+            }))
+          );
+        };
+        const first = await open(browser, link);
+        const a = await compare(first.page);
+        assertEquals(a.length, 2);
+        // The address is the page's settings: what it carries back is what it was given.
+        const address = new URL(first.page.url());
+        for (const [k, v] of [["seed", "7"], ["steps", "300"], ["compareValues", "0.05,0.3"]]) {
+          assertEquals(address.searchParams.get(k), v, k);
+        }
+        // Each run in its colour, in the list and in the overlaid loss curves.
+        const colours = await first.page.$$eval(
+          "#compare-runs li",
+          (l) => l.map((x) => (x as HTMLElement).style.getPropertyValue("--run")),
+        );
+        assertEquals(new Set(colours).size, 2);
+        const svg = await first.page.$eval("#fig-compare-loss", (f) => f.innerHTML);
+        for (const c of colours) assert(svg.includes(c), `the loss chart draws ${c}`);
+        assertEquals(
+          await first.page.$$eval("#compare-activations figure svg", (l) => l.length),
+          2,
+          "each run's histograms, side by side",
+        );
+        await first.page.close();
+        const second = await open(browser, address.href);
+        assertEquals(await compare(second.page), a, "the same link, the same losses");
+        // The second run (lr 0.3) alone, with Train: exactly the run it was in the group.
+        await setFields(second.page, { lr: "0.3" });
+        await second.page.click("#start");
+        assertEquals(await settle(second.page), "finished", await message(second.page));
+        const alone = await second.page.evaluate(() => ({
+          losses: globalThis.lab.session.finished!.losses,
+          log: globalThis.lab.session.sinks.entries,
+        }));
+        assertEquals(alone, a[1], "a compared run is its run alone");
+        // One step: a new run's first step, then its second, each with what it changed.
+        await second.page.click("#reset");
+        for (const step of ["1", "2"]) {
+          await second.page.click("#one-step");
+          await second.page.waitForFunction(
+            (s) => document.getElementById("step-change")!.dataset.step === s,
+            { timeout: 60_000 },
+            step,
+          );
+        }
+        const rows = await second.page.$$eval(
+          "#step-change tr",
+          (l) => l.map((r) => [...r.children].map((c) => c.textContent)),
+        );
+        assertEquals(rows.length, 1 + 6, "a row per parameter tensor of the lecture MLP");
+        assert(rows.slice(1).every((r) => Number.isFinite(Number(r[1]))), JSON.stringify(rows));
+        assertEquals(await second.page.evaluate(() => globalThis.lab.session.phase), "paused");
+        assertEquals(first.errors.concat(second.errors), []);
+        await second.page.close();
+      },
+    );
+
     // The run on the new device is paused, not finished: finishing (calibration and the losses
     // of every split, ~25 s in SwiftShader) is what the 500-step test checks already.
     await t.step("a lost device is reported; Reset and Train start again, and Pause", async () => {

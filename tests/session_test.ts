@@ -291,3 +291,52 @@ async function stopAll(s: Session, g: Gated): Promise<void> {
   g.release();
   await done;
 }
+
+Deno.test("session: One step twice, then Resume, ends as the run does without stopping", async () => {
+  const open = (o: BackendOptions) => Promise.resolve(openCpuBackend(o.config));
+  const finished = (s: Session) =>
+    new Promise<void>((resolve, reject) => {
+      const phase = s.phase;
+      if (phase === "finished") resolve();
+      const poll = setInterval(() => {
+        if (s.phase === "finished") {
+          clearInterval(poll);
+          resolve();
+        } else if (s.phase === "idle") {
+          clearInterval(poll);
+          reject(new Error("the run ended without finishing"));
+        }
+      }, 10);
+    });
+  const quiet = { progress() {}, note() {}, phase() {} };
+  const plain = new Session(quiet, open);
+  await plain.setData(bytes, "names.txt");
+  await plain.start(settings(300));
+  await finished(plain);
+  const stepped = new Session(quiet, open);
+  await stepped.setData(bytes, "names.txt");
+  const first = await stepped.oneStep(settings(300));
+  assertEquals(first.step, 1);
+  assertEquals(stepped.phase, "paused");
+  const before = (await stepped.backend!.getParams()).params;
+  const second = await stepped.oneStep(settings(300));
+  assertEquals(second.step, 2);
+  // What it reports is what changed: the largest change of each tensor, recomputed.
+  const after = (await stepped.backend!.getParams()).params;
+  const { modelLayout, view } = await import("../src/model.ts");
+  for (const [i, t] of modelLayout(stepped.config!).params.entries()) {
+    const a = view(before, t);
+    const most = view(after, t).reduce((m, x, j) => Math.max(m, Math.abs(x - a[j])), 0);
+    assertEquals(second.tensors[i].name, t.name);
+    assertEquals(second.tensors[i].maxChange, most, t.name);
+    assert(Number.isFinite(second.tensors[i].ratio), t.name);
+  }
+  assert(Number.isFinite(second.loss) && second.lr === settings().train.lr);
+  await stepped.resume();
+  await finished(stepped);
+  assertEquals(stepped.sinks.entries, plain.sinks.entries);
+  assertEquals(stepped.finished!.losses, plain.finished!.losses);
+  assertEquals(stepped.finished!.params, plain.finished!.params);
+  await plain.reset();
+  await stepped.reset();
+});

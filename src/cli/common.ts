@@ -6,7 +6,16 @@
 import { runAll, type RunOutcome, type RunSpec } from "../batch_runs.ts";
 import { UserError } from "../errors.ts";
 import { ioError } from "../files.ts";
-import { type Command, defineCommand, type FlagGroups, UsageError, type Values } from "./flags.ts";
+import {
+  type Command,
+  defineCommand,
+  type Flag,
+  type FlagGroups,
+  UsageError,
+  type Values,
+} from "./flags.ts";
+import { C } from "../gpu/abi.ts";
+import { AUTO_REPLICAS } from "../gpu/plan.ts";
 import { resolveOptions, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
 
 /**
@@ -39,6 +48,39 @@ export async function runCommand<G extends FlagGroups>(
   }
 }
 
+/** How many runs a batch trains at once: the flags of sweeps and experiments. */
+export const BATCH_FLAGS = {
+  jobs: {
+    kind: "int",
+    arg: "N",
+    min: 1,
+    max: 64,
+    help: "groups of runs (or runs alone) trained at a time, each a process on the WebGPU " +
+      "adapter (on llvmpipe, 1 per 2 cores)",
+    default: 1,
+  },
+  replicas: {
+    kind: "string",
+    arg: "N|auto",
+    help: "the most runs of one shape (the same model but for its initialization and " +
+      "BatchNorm momentum, batch and data) trained as one group, in the same dispatches; " +
+      `auto: as many as WebGPU's default limits take, at most ${AUTO_REPLICAS}; 1: each alone`,
+    default: "auto",
+  },
+} as const satisfies Readonly<Record<string, Flag>>;
+
+/** --replicas' value. */
+export function replicasOf(value: string): number | "auto" {
+  if (value === "auto") return value;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > C.MAX_REPLICAS) {
+    throw new UsageError(
+      `--replicas: 'auto' or a whole number from 1 to ${C.MAX_REPLICAS}, not '${value}'`,
+    );
+  }
+  return n;
+}
+
 /** The signals that stop a batch (each child saving its checkpoint), with their numbers. */
 const STOP_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
 
@@ -51,7 +93,7 @@ const STOP_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
 export async function runInTerminal(
   dir: string,
   specs: readonly RunSpec[],
-  opts: { jobs: number; redo?: boolean; skipFailed?: boolean },
+  opts: { jobs: number; replicas: number | "auto"; redo?: boolean; skipFailed?: boolean },
 ): Promise<{ outcomes: RunOutcome[]; stoppedBy: number | null }> {
   const stop = new AbortController();
   let stoppedBy: number | null = null;
@@ -104,6 +146,8 @@ export async function resolveSpec(
     args,
     steps: opts.train.steps,
     values,
+    backend: opts.backend,
+    kernels: opts.kernels,
     asked: {
       model: opts.model,
       train: opts.train,

@@ -1,7 +1,14 @@
 /** `deno task experiment NAME`: the studies of makemore part 3, side by side; see --help. */
 
 import { STUDIES, studySpecs, writeStudy } from "../experiments.ts";
-import { outputDir, resolveSpec, runCommand, runInTerminal } from "./common.ts";
+import {
+  BATCH_FLAGS,
+  outputDir,
+  replicasOf,
+  resolveSpec,
+  runCommand,
+  runInTerminal,
+} from "./common.ts";
 import { defineCommand, UsageError, type Values } from "./flags.ts";
 import { DEFAULT_DATA } from "./train_options.ts";
 
@@ -31,7 +38,7 @@ const command = defineCommand({
         help: "the seed of every run",
         default: 42,
       },
-      jobs: { kind: "int", arg: "N", min: 1, max: 64, help: "runs at a time", default: 1 },
+      ...BATCH_FLAGS,
       redo: {
         kind: "bool",
         help: "train again the runs whose directory holds a run of other settings (else the " +
@@ -74,6 +81,7 @@ async function main(values: Values<typeof command.groups>, positionals: string[]
   console.log(`${study.title}: ${specs.length} runs of ${steps} steps in ${dir}/runs`);
   const { outcomes, stoppedBy } = await runInTerminal(dir, specs, {
     jobs: values.jobs,
+    replicas: replicasOf(values.replicas),
     redo: values.redo,
     skipFailed: values["skip-failed"],
   });

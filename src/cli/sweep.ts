@@ -4,7 +4,14 @@ import { type RunSpec, slug, trainArgs } from "../batch_runs.ts";
 import { UserError } from "../errors.ts";
 import { exists } from "../files.ts";
 import { collect, grid, summarize, writeSweep } from "../sweep.ts";
-import { outputDir, resolveSpec, runCommand, runInTerminal } from "./common.ts";
+import {
+  BATCH_FLAGS,
+  outputDir,
+  replicasOf,
+  resolveSpec,
+  runCommand,
+  runInTerminal,
+} from "./common.ts";
 import { defineCommand, type Flag, type FlagGroups, parseValue, UsageError } from "./flags.ts";
 import { TRAIN_FLAGS } from "./train_options.ts";
 
@@ -33,14 +40,7 @@ const SWEPT: FlagGroups = Object.fromEntries(
 const SWEEP_FLAGS = {
   Sweep: {
     out: { kind: "string", arg: "DIR", help: "the sweep directory", default: "sweep" },
-    jobs: {
-      kind: "int",
-      arg: "N",
-      min: 1,
-      max: 64,
-      help: "runs at a time (each uses the WebGPU adapter; on llvmpipe, 1 per 2 cores)",
-      default: 1,
-    },
+    ...BATCH_FLAGS,
     "print-commands": {
       kind: "bool",
       help: "print one shell command per run (for GNU parallel or a cluster) and stop",
@@ -145,9 +145,14 @@ async function main(raw: Record<string, unknown>, positionals: string[]): Promis
     return 0;
   }
   await outputDir(out);
-  console.log(`${specs.length} runs in ${out}/runs, ${raw.jobs} at a time`);
+  console.log(
+    `${specs.length} runs in ${out}/runs; runs of one shape in groups of ` +
+      `${raw.replicas === "auto" ? "as many as fit" : `up to ${raw.replicas}`}, ${raw.jobs} ` +
+      "at a time",
+  );
   const { outcomes, stoppedBy } = await runInTerminal(`${out}`, specs, {
     jobs: raw.jobs as number,
+    replicas: replicasOf(raw.replicas as string),
     redo: raw.redo as boolean,
     skipFailed: raw["skip-failed"] as boolean,
   });

@@ -87,10 +87,8 @@ export const TRAIN_FLAGS = {
       shown: seed.model.init,
     },
     gain: {
-      kind: "float",
       arg: "X",
-      min: Number.MIN_VALUE,
-      max: 100,
+      ...RULES.tanhGain,
       help: "the gain of the Kaiming initialization of the layers that feed a tanh",
       shown: "5/3",
     },
@@ -110,10 +108,8 @@ export const TRAIN_FLAGS = {
         `seed: ${seed.model.outputGamma} (gamma), lecture: ${PRESETS.lecture.model.outputInit}`,
     },
     "bn-momentum": {
-      kind: "float",
       arg: "X",
-      min: 0,
-      max: 1,
+      ...RULES.bnMomentum,
       help: "how fast the BatchNorm running statistics follow the batches",
       shown: `seed: ${seed.model.bnMomentum}, lecture: ${PRESETS.lecture.model.bnMomentum}`,
     },

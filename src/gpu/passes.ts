@@ -12,8 +12,8 @@
  * for each BatchNorm (which costs O(layers^2) forwards): the previous layer's outputs over the
  * whole split wait in a GPU buffer (a "store", never bound to a kernel, only copied into the
  * activations of each pass). For each layer with a BatchNorm: pass A computes h over the split,
- * read back for column statistics in float64 on the host (Chan et al.'s pairwise merge of
- * per-pass means and squared deviations); then pass B computes the layer's output with those
+ * read back for column statistics in float64 on the host (Welford's running means and squared
+ * deviations, row by row); then pass B computes the layer's output with those
  * statistics into the next store. The last layer's pass B ends in the loss: calibrating a split
  * also evaluates it, for about two forward passes in all.
  *
@@ -169,7 +169,11 @@ class RowStore {
   }
 }
 
-/** Column means and sums of squared deviations, merged pass by pass in float64. */
+/**
+ * Column means and sums of squared deviations in float64, updated row by row (Welford's
+ * method): the result depends on the rows and their order only, not on how the passes cut
+ * them, so a replica of a group (whose passes may be shorter) gets its solo run's statistics.
+ */
 class ColumnStats {
   count = 0;
   readonly mean: Float64Array;
@@ -182,26 +186,17 @@ class ColumnStats {
 
   /** Adds `rows` rows of `values` ([rows][stride] floats, the first `columns` of each). */
   add(values: Float32Array, rows: number, stride: number): void {
-    const passMean = new Float64Array(this.columns);
-    const passM2 = new Float64Array(this.columns);
+    const { mean, m2, columns } = this;
     for (let r = 0; r < rows; r++) {
-      for (let j = 0; j < this.columns; j++) passMean[j] += values[r * stride + j];
-    }
-    for (let j = 0; j < this.columns; j++) passMean[j] /= rows;
-    for (let r = 0; r < rows; r++) {
-      for (let j = 0; j < this.columns; j++) {
-        const d = values[r * stride + j] - passMean[j];
-        passM2[j] += d * d;
+      const n = ++this.count;
+      const at = r * stride;
+      for (let j = 0; j < columns; j++) {
+        const x = values[at + j];
+        const d = x - mean[j];
+        mean[j] += d / n;
+        m2[j] += d * (x - mean[j]);
       }
     }
-    // Chan et al.'s pairwise update of (count, mean, M2).
-    const total = this.count + rows;
-    for (let j = 0; j < this.columns; j++) {
-      const delta = passMean[j] - this.mean[j];
-      this.mean[j] += (delta * rows) / total;
-      this.m2[j] += passM2[j] + (delta * delta * this.count * rows) / total;
-    }
-    this.count = total;
   }
 
   /** The unbiased variance (as the batch variance of BatchNorm1d in training). */
@@ -212,9 +207,8 @@ class ColumnStats {
 
 /**
  * Calibrates every BatchNorm of replica r over exs[r] (see the module comment) and returns each
- * replica's mean
- * loss over it with the new statistics; NaN if `signal` aborted it (the statistics then partly
- * set).
+ * replica's mean loss over it with the new statistics; NaN if `signal` aborted it (the
+ * statistics then partly set).
  */
 export async function calibrate(
   ctx: PassContext,

@@ -21,6 +21,8 @@ import { type LayerSpec, type ModelConfig, type ModelLayout, modelLayout } from 
 import { ACTIVATION_FLAGS, C, type OpValues } from "./abi.ts";
 import { type Dispatch, forward, type KernelFamily } from "./family.ts";
 import { type GpuLayouts, gpuLayouts, roundUp4 } from "./layout.ts";
+import { gpu } from "./gpu.ts";
+import { software } from "./software.ts";
 
 /** Steps of one chunk that may collect moments (diagnostics). */
 export const DIAG_SLOTS = 8;
@@ -381,4 +383,52 @@ export function planModel(config: ModelConfig, family: KernelFamily, opts: PlanO
   const evalRows = Math.max(1, Math.min(opts.evalRows ?? 2048, most));
   const plan = shapeOf(Math.max(opts.batchSize, evalRows), opts.batchSize, evalRows);
   return { ...plan, maxRows: most };
+}
+
+/** WebGPU's default limits, which the device is opened with (src/gpu/device.ts). */
+export const DEFAULT_LIMITS = {
+  maxStorageBufferBindingSize: 128 * 1024 * 1024,
+  maxBufferSize: 256 * 1024 * 1024,
+} as const;
+
+/** The most replicas `auto` puts in one group: past this, a group is as fast per run. */
+export const AUTO_REPLICAS = 64;
+
+/**
+ * The most replicas of this model that one group takes under WebGPU's default limits, at most
+ * AUTO_REPLICAS: the batch within both kernel families' limits, and every buffer within one
+ * binding. (Evaluation passes get shorter as a group grows; a replica's losses and statistics
+ * do not depend on how its split is cut, src/gpu/passes.ts.)
+ */
+export function maxReplicas(config: ModelConfig, batchSize: number, chunkSteps = 250): number {
+  const bytes = DEFAULT_LIMITS.maxStorageBufferBindingSize;
+  const fits = (replicas: number) =>
+    [LLVMPIPE_LOOP_CAP, undefined].every((loopCap) =>
+      [software, gpu].every((family) => {
+        try {
+          const p = planModel(config, family, {
+            batchSize,
+            chunkSteps,
+            maxBindingBytes: bytes,
+            loopCap,
+            replicas,
+          });
+          const { strides } = p;
+          return Math.max(strides.act, strides.grad) * 16 * replicas <= bytes &&
+            p.dataInts * 4 <= bytes && strides.host * 4 * replicas <= bytes &&
+            strides.params * 16 * replicas <= bytes;
+        } catch {
+          return false;
+        }
+      })
+    );
+  if (!fits(1)) return 1;
+  let lo = 1;
+  let hi = AUTO_REPLICAS;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }

@@ -5,7 +5,8 @@
  * one of them is driven to NaN by its learning rate; the group and each solo run do the same
  * chunks (one with moments and a snapshot), then evaluate and calibrate, each replica on its
  * own split; and a replica that sits a chunk out (trainReplicas' idle) stays as it was. The replicas and the
- * solo runs do the same sums in the same order, so every value must be bit-identical (NaN
+ * solo runs do the same sums in the same order (a split's loss and statistics are added up row
+ * by row, however its passes cut it), so every value must be bit-identical (NaN
  * where the solo run has NaN): a replica reading or writing another's part of any buffer, or
  * any uniform mixing them up, shows as a difference.
  *
@@ -153,6 +154,9 @@ export async function checkReplicas(
       chunkSteps: STEPS,
       family,
       replicas: r === null ? replicas : 1,
+      // A group's evaluation passes may be shorter than a solo run's (its memory is shared):
+      // here they are, and odd, so that each split is cut otherwise.
+      evalRows: r === null ? 37 : undefined,
     });
     const mine = r === null ? inits.map((_, i) => i) : [r];
     mine.forEach((i, at) => {

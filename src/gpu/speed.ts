@@ -27,6 +27,8 @@ export interface SpeedOptions {
   readonly chunks: number;
   readonly chunkSteps: number;
   readonly family?: FamilyName;
+  /** Models trained together in the same dispatches (default 1), each on its own batches. */
+  readonly replicas?: number;
 }
 
 export interface Speed {
@@ -53,25 +55,33 @@ export function macsPerStep(config: ModelConfig, batch: number): number {
   return 3 * macsPerForward(config, batch);
 }
 
-/** Training steps per second, measured (see the module comment). */
+/**
+ * Training steps per second, measured (see the module comment); with `replicas`, the time of a
+ * step of the whole group.
+ */
 export async function measureTraining(
   gpu: Gpu,
   config: ModelConfig,
   train: Examples,
   o: SpeedOptions,
 ): Promise<Speed> {
+  const R = o.replicas ?? 1;
   const model = await GpuModel.create(gpu, config, {
     batchSize: o.batchSize,
     chunkSteps: o.chunkSteps,
     family: o.family,
+    replicas: R,
   });
   try {
-    const { params, buffers } = initModel(config, new Rng(1));
-    model.setParams(params, buffers);
+    for (let r = 0; r < R; r++) {
+      const { params, buffers } = initModel(config, new Rng(1 + r));
+      model.setParams(params, buffers, r);
+    }
     const rng = new Rng(2);
-    const lrs = new Array(o.chunkSteps).fill(0.1);
-    const batches = () => drawBatches(rng, train, o.chunkSteps, o.batchSize);
-    await model.trainChunk(batches(), lrs); // warm-up: pipeline compilation, first touches
+    const lrs = Array.from({ length: R }, () => new Array(o.chunkSteps).fill(0.1));
+    const drawn = () =>
+      Array.from({ length: R }, () => drawBatches(rng, train, o.chunkSteps, o.batchSize));
+    await model.trainReplicas(drawn(), lrs); // warm-up: pipeline compilation, first touches
     const roundUs: number[] = [];
     const encodeUs: number[] = [];
     for (let r = 0; r < o.rounds; r++) {
@@ -79,7 +89,7 @@ export async function measureTraining(
       const inFlight: Promise<unknown>[] = [];
       const host = model.hostMs;
       for (let c = 0; c < o.chunks; c++) {
-        inFlight.push(model.trainChunk(batches(), lrs));
+        inFlight.push(model.trainReplicas(drawn(), lrs));
         if (inFlight.length > CHUNKS_IN_FLIGHT) await inFlight.shift();
       }
       await Promise.all(inFlight);

@@ -7,9 +7,12 @@
 import type { Comparison } from "../gpu/selftest.ts";
 import type { PresetName } from "../model.ts";
 import type { Session } from "./session.ts";
+import type { Comparison as Compared } from "./compare.ts";
 
 export interface LabHooks {
   readonly session: Session;
+  /** The comparison last started (src/lab/compare.ts), or null. */
+  comparison(): Compared | null;
   /** True once the page is wired and the bundled names are loaded. */
   ready: boolean;
   /** Destroys the training device from outside, as a driver reset would: a lost device. */

@@ -10,7 +10,7 @@
 
 import names from "../../data/names.txt" with { type: "text" };
 import { UserError } from "../errors.ts";
-import { figureSpecs, renderSvg } from "../figures.ts";
+import { figureSpecs, lines, renderSvg } from "../figures.ts";
 import { makeDataset, parseWords } from "../data.ts";
 import { describeAdapter, type Gpu, openGpu } from "../gpu/device.ts";
 import { measureTraining } from "../gpu/speed.ts";
@@ -21,7 +21,14 @@ import { networkText } from "../layers.ts";
 import { networkOf, type PresetName, PRESETS, resizeModel } from "../model.ts";
 import { type NumberRule, parseNumber, RULES } from "../settings.ts";
 import type { Progress } from "../training.ts";
-import { BROWSER_MESSAGES, type Phase, Session, type Settings } from "./session.ts";
+import {
+  BROWSER_MESSAGES,
+  type Phase,
+  Session,
+  type Settings,
+  type StepChange,
+} from "./session.ts";
+import { AXES, type Axis, type ComparedRun, Comparison, parseValues } from "./compare.ts";
 import "./hooks.ts";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -119,6 +126,7 @@ function fillFromCheckpoint(ck: Checkpoint): void {
   for (const f of MODEL_FIELDS) input(f).value = String(ck.config[f]);
   for (const f of TRAIN_FIELDS) input(f).value = String(ck.state.train[f]);
   input("seed").value = String(ck.state.seed);
+  writeUrl();
 }
 
 /** The preset's model resized by the form's fields, as the command line's flags resize it. */
@@ -248,14 +256,18 @@ function showFinishing(fraction: number): void {
 function updateButtons(): void {
   const phase: Phase = session.phase;
   const busy = session.busy;
-  $<HTMLButtonElement>("start").disabled = busy || !session.data;
+  $<HTMLButtonElement>("start").disabled = busy || !session.data || comparing;
+  $<HTMLButtonElement>("one-step").disabled = busy || !session.data || comparing ||
+    phase === "finished";
+  $<HTMLButtonElement>("compare").disabled = busy || !session.data || comparing;
+  $<HTMLButtonElement>("compare-stop").disabled = !comparing;
   $<HTMLButtonElement>("pause").disabled = phase !== "training";
   $<HTMLButtonElement>("resume").disabled = phase !== "paused";
   $<HTMLButtonElement>("reset").disabled = phase === "idle" && !session.trainer;
   $<HTMLButtonElement>("download").disabled = !session.sinks.checkpoint && !session.loaded;
   $<HTMLButtonElement>("continue").disabled = busy || !session.loaded;
   for (const id of ["model-settings", "train-settings"]) {
-    $<HTMLFieldSetElement>(id).disabled = busy;
+    $<HTMLFieldSetElement>(id).disabled = busy || comparing;
   }
 }
 
@@ -317,6 +329,180 @@ async function withGpu<T>(fn: (gpu: Gpu) => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * The settings a link carries, by field id: the preset, the model and training fields, the
+ * seed, and the comparison's setting and values. The address is rewritten as they change, so
+ * that it is always a link to what the page would train.
+ */
+const URL_FIELDS = [
+  "preset",
+  ...MODEL_FIELDS,
+  ...TRAIN_FIELDS,
+  "seed",
+  "compareAxis",
+  "compareValues",
+] as const;
+
+const field = (id: string) => $<HTMLInputElement | HTMLSelectElement>(id);
+
+function writeUrl(): void {
+  const q = new URLSearchParams();
+  for (const id of URL_FIELDS) q.set(id, field(id).value);
+  history.replaceState(null, "", `${location.pathname}?${q}`);
+  $<HTMLAnchorElement>("link").href = location.href;
+}
+
+/** The form from the page's address (a link to a run or a comparison), checked as typed. */
+function readUrl(): void {
+  const q = new URLSearchParams(location.search);
+  const preset = q.get("preset");
+  if (preset !== null) {
+    if (!(preset in PRESETS)) {
+      say(`the link's preset '${preset}' is not one of ${Object.keys(PRESETS).join(", ")}`);
+    } else {
+      $<HTMLSelectElement>("preset").value = preset;
+      fillPreset(preset as PresetName);
+    }
+  }
+  const axis = q.get("compareAxis");
+  if (axis !== null && !(axis in AXES)) {
+    say(`the link's comparison '${axis}' is not one of ${Object.keys(AXES).join(", ")}`);
+  }
+  for (const id of URL_FIELDS) {
+    const v = q.get(id);
+    if (v === null || id === "preset" || (id === "compareAxis" && !(v in AXES))) continue;
+    field(id).value = v;
+  }
+  // Every number is checked now, as if typed: a wrong one is marked in its field.
+  try {
+    readFields([...MODEL_FIELDS, ...TRAIN_FIELDS, "seed"]);
+  } catch (e) {
+    say(`the link's settings: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+let comparison: Comparison | null = null;
+let comparing = false;
+let lastCompareDraw = -Infinity;
+/** Each compared run's histograms, redrawn only when it has a new snapshot. */
+const drawnSnapshots = new Map<string, number>();
+
+function runLine(run: ComparedRun): string {
+  if (run.error) return `${run.label}: ${run.error}`;
+  const f = run.finished;
+  if (f) {
+    return `${run.label}: train ${f.losses.train.toFixed(4)}, val ${f.losses.val.toFixed(4)}, ` +
+      `test ${f.losses.test.toFixed(4)}`;
+  }
+  const p = run.progress;
+  return p ? `${run.label}: step ${p.step} / ${p.steps}, loss ${p.loss.toFixed(4)}` : run.label;
+}
+
+/** The compared runs: their list, their losses overlaid, their histograms side by side. */
+async function drawComparison(force = false): Promise<void> {
+  const c = comparison;
+  if (!c || (!force && performance.now() - lastCompareDraw < 1000)) return;
+  lastCompareDraw = performance.now();
+  $("compare-runs").replaceChildren(...c.runs.map((run) => {
+    const li = document.createElement("li");
+    li.style.setProperty("--run", run.colour);
+    li.textContent = runLine(run);
+    return li;
+  }));
+  const section = $("compare-charts");
+  section.hidden = false;
+  let loss = document.getElementById("fig-compare-loss");
+  if (!loss) {
+    loss = document.createElement("figure");
+    loss.id = "fig-compare-loss";
+    section.append(loss);
+  }
+  const series = c.runs.map((run) => ({
+    label: run.label,
+    colour: run.colour,
+    points: run.sinks.entries.flatMap((e) => "loss" in e ? [{ x: e.step, y: e.loss }] : []),
+  }));
+  loss.innerHTML = await renderSvg(
+    lines(`Training loss: ${AXES[c.axis].label}`, { x: "step", y: "loss" }, series),
+  );
+  loss.dataset.entries = c.runs.map((r) => r.sinks.entries.length).join(",");
+  for (const name of ["activations", "gradients"]) {
+    let row = document.getElementById(`compare-${name}`);
+    if (!row) {
+      row = document.createElement("div");
+      row.id = `compare-${name}`;
+      row.className = "runs-row";
+      section.append(row);
+    }
+    for (const [i, run] of c.runs.entries()) {
+      const snapshots = run.trainer?.diagnostics.snapshots.length ?? 0;
+      const key = `${name} ${i}`;
+      let fig = row.children[i] as HTMLElement | undefined;
+      if (!fig) {
+        fig = document.createElement("figure");
+        fig.style.setProperty("--run", run.colour);
+        row.append(fig);
+      }
+      if (drawnSnapshots.get(key) === snapshots) continue;
+      drawnSnapshots.set(key, snapshots);
+      const spec = figureSpecs(run.sinks.entries, run.trainer?.diagnostics ?? null).get(name);
+      fig.innerHTML = `<figcaption></figcaption>${spec ? await renderSvg(spec) : ""}`;
+      fig.querySelector("figcaption")!.textContent = run.label;
+      fig.dataset.snapshots = String(snapshots);
+    }
+  }
+}
+
+async function compareRuns(): Promise<void> {
+  if (session.busy) throw new UserError("pause or reset the run before comparing");
+  if (comparing) throw new UserError("a comparison is running: stop it first");
+  if (!session.data) throw new UserError("no data loaded");
+  const axis = $<HTMLSelectElement>("compareAxis").value as Axis;
+  const values = parseValues(axis, input("compareValues").value);
+  const c = new Comparison(axis, values, settings());
+  comparison = c;
+  comparing = true;
+  drawnSnapshots.clear();
+  const list = $("compare-runs");
+  list.dataset.state = "training";
+  for (const e of [...$("compare-charts").children]) e.remove();
+  updateButtons();
+  try {
+    await c.run(session.data, () => void drawComparison());
+  } finally {
+    comparing = false;
+    await drawComparison(true);
+    list.dataset.state = c.runs.every((r) => r.finished || r.error) ? "finished" : "stopped";
+    updateButtons();
+  }
+}
+
+/** What "One step" changed: its loss, and each tensor's update-to-data ratio. */
+function showStepChange(c: StepChange): void {
+  const box = $("step-change");
+  const table = document.createElement("table");
+  const row = (cells: string[], th = false) => {
+    const tr = document.createElement("tr");
+    for (const text of cells) {
+      const td = document.createElement(th ? "th" : "td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    return tr;
+  };
+  table.append(
+    row(["tensor", "log10 update / data", "largest change"], true),
+    ...c.tensors.map((t) => row([t.name, t.ratio.toFixed(2), t.maxChange.toExponential(2)])),
+  );
+  const head = document.createElement("p");
+  head.className = "meta";
+  head.textContent = `step ${c.step} at learning rate ${c.lr}: loss ${c.loss.toFixed(4)}; ` +
+    "what it changed:";
+  box.replaceChildren(head, table);
+  box.dataset.step = String(c.step);
+  box.hidden = false;
+}
+
 function wire(): void {
   const preset = $<HTMLSelectElement>("preset");
   for (const [name, p] of Object.entries(PRESETS)) {
@@ -328,6 +514,18 @@ function wire(): void {
   });
   fillPreset("seed");
   for (const f of MODEL_FIELDS) input(f).addEventListener("input", showNetwork);
+  const axis = $<HTMLSelectElement>("compareAxis");
+  for (const [name, a] of Object.entries(AXES)) axis.append(new Option(a.label, name));
+  for (const id of URL_FIELDS) {
+    field(id).addEventListener("input", writeUrl);
+    field(id).addEventListener("change", writeUrl);
+  }
+  $("compare").addEventListener("click", act(compareRuns));
+  $("compare-stop").addEventListener("click", act(() => comparison?.stop()));
+  $("one-step").addEventListener(
+    "click",
+    act(async () => showStepChange(await session.oneStep(settings()))),
+  );
 
   input("data-file").addEventListener(
     "change",
@@ -458,9 +656,12 @@ function wire(): void {
 
 async function main(): Promise<void> {
   wire();
+  readUrl();
+  writeUrl();
   showNetwork();
   globalThis.lab = {
     session,
+    comparison: () => comparison,
     ready: false,
     // GpuBackend -> GpuModel -> device; destroying it from outside is a loss to the page.
     loseDevice: () =>

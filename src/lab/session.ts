@@ -17,7 +17,14 @@ import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "../checkpoi
 import { type Dataset, makeDataset, parseWords, sha256Hex, Vocab } from "../data.ts";
 import { emptyDiagnostics } from "../diagnostics.ts";
 import { UserError } from "../errors.ts";
-import { initModel, type ModelConfig, type TrainConfig } from "../model.ts";
+import {
+  initModel,
+  learningRate,
+  type ModelConfig,
+  modelLayout,
+  type TrainConfig,
+  view,
+} from "../model.ts";
 import { Rng } from "../rng.ts";
 import { checkResume } from "../run_setup.ts";
 import { generateNames } from "../sample.ts";
@@ -88,6 +95,54 @@ interface Prepared {
   readonly data: Data;
 }
 
+/** What one step changed in one parameter tensor. */
+export interface TensorChange {
+  readonly name: string;
+  /** log10 of std(update) / std(parameter): makemore part 3's update-to-data ratio. */
+  readonly ratio: number;
+  /** The largest change of any of its values. */
+  readonly maxChange: number;
+}
+
+/** What the lab's "One step" did: its step number, rate and loss, and each tensor's change. */
+export interface StepChange {
+  readonly step: number;
+  readonly lr: number;
+  readonly loss: number;
+  readonly tensors: readonly TensorChange[];
+}
+
+const std = (a: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m += a[i];
+  m /= a.length;
+  let v = 0;
+  for (let i = 0; i < a.length; i++) v += (a[i] - m) ** 2;
+  return Math.sqrt(v / Math.max(a.length - 1, 1));
+};
+
+/** Each parameter tensor's change from `was` to `now`. */
+export function stepChange(
+  config: ModelConfig,
+  was: Float32Array,
+  now: Float32Array,
+  step: number,
+  lr: number,
+  loss: number,
+): StepChange {
+  const tensors = modelLayout(config).params.map((t) => {
+    const a = view(was, t);
+    // In float64: a change far smaller than its parameter keeps its digits.
+    const d = Array.from(view(now, t), (x, i) => x - a[i]);
+    return {
+      name: t.name,
+      ratio: Math.log10(std(d) / std(a)),
+      maxChange: d.reduce((m, x) => Math.max(m, Math.abs(x)), 0),
+    };
+  });
+  return { step, lr, loss, tensors };
+}
+
 /** Opens the backend of a run (the page's: WebGPU with the browser's messages). */
 export type OpenBackend = (opts: BackendOptions) => Promise<Backend>;
 
@@ -106,6 +161,8 @@ export class Session {
   current: "run" | "loaded" = "run";
   /** The result of the last run that finished. */
   finished: Finished | null = null;
+  /** The loss of the last step trained. */
+  lastLoss = NaN;
   #stop: AbortController | null = null;
   /** The training loop in progress, if any. */
   #running: Promise<void> | null = null;
@@ -246,7 +303,10 @@ export class Session {
       schedule: ck ? { ...LAB_SCHEDULE, calibrate: ck.state.schedule.calibrate } : LAB_SCHEDULE,
       sinks: this.sinks,
       reporter: {
-        progress: (p) => void (live() && events.progress(p)),
+        progress: (p) => {
+          this.lastLoss = p.lastLoss;
+          if (live()) events.progress(p);
+        },
         note: (t) => void (live() && events.note(t)),
         finishing: (f) => void (live() && events.finishing?.(f)),
       },
@@ -257,16 +317,19 @@ export class Session {
     });
   }
 
-  /** Starts the training loop of the current trainer (not awaited: #running). */
-  #launch(generation: number): void {
+  /**
+   * Starts the training loop of the current trainer (not awaited: #running), to the end or to
+   * step `until` (then it pauses there).
+   */
+  #launch(generation: number, until = Infinity): void {
     const trainer = this.trainer!;
     const stop = (this.#stop = new AbortController());
     const live = () => generation === this.#generation;
     this.#setPhase("training");
     this.#running = (async () => {
       try {
-        await trainer.train(stop.signal);
-        if (stop.signal.aborted) {
+        await trainer.train(stop.signal, until);
+        if (stop.signal.aborted || (!trainer.done && trainer.step >= until)) {
           if (live()) this.#setPhase("paused");
           return;
         }
@@ -321,6 +384,48 @@ export class Session {
       if (generation !== this.#generation) return; // a Reset came after it
       await this.#running; // the paused run's loop has ended, but its promise may not have
       this.#launch(generation);
+    });
+  }
+
+  /**
+   * One SGD step: of the paused run, or of a new run of `settings` (which then pauses after
+   * it); resolves to what the step changed in each parameter tensor.
+   */
+  oneStep(settings: Settings): Promise<StepChange> {
+    if (this.busy) return Promise.reject(new UserError("already training: pause or reset first"));
+    if (this.phase === "finished") {
+      return Promise.reject(new UserError("the run is finished: reset to start another"));
+    }
+    const fresh = this.phase !== "paused" || !this.trainer;
+    const generation = ++this.#generation;
+    const before = this.phase;
+    this.#setPhase("starting");
+    return this.#serial(async () => {
+      if (fresh) {
+        let run: Prepared;
+        try {
+          run = this.#prepare(settings, false);
+        } catch (e) {
+          this.#setPhase(before);
+          throw e;
+        }
+        await this.#release();
+        try {
+          await this.#setUp(run, generation);
+        } catch (e) {
+          this.#setPhase("idle");
+          throw e;
+        }
+      } else await this.#running;
+      const trainer = this.trainer!;
+      const backend = this.backend!;
+      const was = await backend.getParams();
+      const lr = learningRate(this.settings!.train, trainer.step);
+      this.#launch(generation, trainer.step + 1);
+      await this.#running;
+      if (this.phase !== "paused") throw new UserError("the step did not complete");
+      const now = await backend.getParams();
+      return stepChange(this.config!, was.params, now.params, trainer.step, lr, this.lastLoss);
     });
   }
 
