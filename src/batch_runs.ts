@@ -33,6 +33,7 @@ import { describe, differences, identityOf, type RunIdentity } from "./run_setup
 import type { BackendKind, KernelChoice } from "./backend.ts";
 import { shapeKey } from "./gpu/group.ts";
 import { maxReplicas } from "./gpu/plan.ts";
+import { adapterIsFallback } from "./gpu/device.ts";
 
 /** What a run is asked to be: its identity, with the data named by path. */
 export interface AskedRun extends Omit<RunIdentity, "dataSha256"> {
@@ -383,7 +384,15 @@ async function runPlanned(
       const path = spec.asked.dataPath;
       if (!vocab.has(path)) vocab.set(path, await vocabSizeOf(path));
     }
-    queue.push(...groupRuns(training, opts.replicas, (p) => vocab.get(p)!));
+    // On a software adapter a group is slower than its runs one after another (it gives up
+    // the uniform windows, BENCHMARKS.md): there `auto` trains each alone.
+    const replicas = opts.replicas === "auto" && training.some((t) =>
+        t.spec.backend === "webgpu"
+      ) &&
+        await adapterIsFallback()
+      ? 1
+      : opts.replicas;
+    queue.push(...groupRuns(training, replicas, (p) => vocab.get(p)!));
     const workers = Array.from({ length: Math.max(1, opts.jobs) }, async () => {
       for (let next = queue.shift(); next; next = queue.shift()) {
         const results = await trainGroup(next);

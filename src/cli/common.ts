@@ -64,7 +64,8 @@ export const BATCH_FLAGS = {
     arg: "N|auto",
     help: "the most runs of one shape (the same model but for its initialization and " +
       "BatchNorm momentum, batch and data) trained as one group, in the same dispatches; " +
-      `auto: as many as WebGPU's default limits take, at most ${AUTO_REPLICAS}; 1: each alone`,
+      `auto: as many as WebGPU's default limits take, at most ${AUTO_REPLICAS}, on a GPU, and ` +
+      "each alone on a software adapter such as llvmpipe (where a group is slower); 1: each alone",
     default: "auto",
   },
 } as const satisfies Readonly<Record<string, Flag>>;

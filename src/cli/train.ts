@@ -10,7 +10,7 @@ import type { Progress } from "../training.ts";
 import { CHECKPOINT_FILE, LOG_FILE, RUN_FILE } from "../run_dir.ts";
 import { runCommand } from "./common.ts";
 import { defineCommand, type FlagGroups, UsageError, type Values } from "./flags.ts";
-import { resolveOptions, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
+import { DEFAULT_SEED, resolveOptions, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
 
 /** The file --seeds writes in --out: each seed's losses, their mean and spread. */
 export const SEEDS_FILE = "seeds.json";
@@ -298,8 +298,8 @@ async function groupOptions(values: CommandValues): Promise<{ label: string; opt
       return { label: opts.outDir, opts };
     }));
   }
-  const first = await resolveOptions(values);
-  const seeds = Array.from({ length: values.seeds }, (_, i) => (first.seed + i) >>> 0);
+  const first = values.seed ?? DEFAULT_SEED;
+  const seeds = Array.from({ length: values.seeds }, (_, i) => (first + i) >>> 0);
   return await Promise.all(seeds.map(async (seed) => {
     const out = `${values.out}/seed=${seed}`;
     // A resumed seed reads its own checkpoint; a new one takes the flags with its seed.

@@ -23,6 +23,8 @@ import { describe, differences, identityOf } from "../run_setup.ts";
 import { type FlagGroups, UsageError, type Values } from "./flags.ts";
 
 const seed = PRESETS.seed;
+/** The seed of a new run without --seed. */
+export const DEFAULT_SEED = 42;
 /** The data trained on without --data (or, resumed, the run's own). */
 export const DEFAULT_DATA = "data/names.txt";
 
@@ -149,7 +151,7 @@ export const TRAIN_FLAGS = {
       arg: "N",
       ...RULES.seed,
       help: "seeds the split, the initialization and the batches",
-      shown: "42",
+      shown: `${DEFAULT_SEED}`,
     },
     backend: {
       kind: "choice",
@@ -276,7 +278,7 @@ export async function resolveOptions(values: TrainValues): Promise<RunOptions> {
   const out = values.out;
   let model: Omit<ModelConfig, "vocabSize">;
   let train: TrainConfig;
-  let seedValue = 42;
+  let seedValue = DEFAULT_SEED;
   let schedule = DEFAULT_SCHEDULE;
   let data: string | undefined = values.data;
   if (values.resume && values.overwrite) {

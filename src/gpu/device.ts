@@ -64,3 +64,20 @@ export async function openGpu(messages: GpuMessages = DENO_MESSAGES): Promise<Gp
 export function describeAdapter(a: AdapterReport): string {
   return a.description + (a.fallback ? " [software fallback]" : "");
 }
+
+/**
+ * Whether the default adapter is a software fallback (llvmpipe, SwiftShader), without opening a
+ * device; null when there is no WebGPU or no adapter.
+ */
+export async function adapterIsFallback(): Promise<boolean | null> {
+  if (!("gpu" in navigator) || !navigator.gpu) return null;
+  try {
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) return null;
+    const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+    return info.isFallbackAdapter ??
+      (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+  } catch {
+    return null;
+  }
+}

@@ -14,6 +14,7 @@
 
 import type { Backend, BackendOptions, ChunkDiagnostics, ChunkResult } from "../backend.ts";
 import type { Examples } from "../data.ts";
+import { UserError } from "../errors.ts";
 import type { ModelConfig } from "../model.ts";
 import { CHUNK_STEPS, CHUNKS_IN_FLIGHT } from "./backend.ts";
 import { describeAdapter, type Gpu, openGpu } from "./device.ts";
@@ -118,7 +119,7 @@ export class ReplicaGroup {
     this.#key ??= key;
     if (key !== this.#key) {
       this.leave(r);
-      throw new Error(`run ${r + 1} of the group has another shape than the first`);
+      throw new UserError(`run ${r + 1} of the group has another shape than the first`);
     }
     this.#model ??= this.#open(opts.config, opts.batchSize);
     let model: GpuModel;
