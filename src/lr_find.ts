@@ -142,3 +142,83 @@ export function suggest(
       "of the lowest loss instead",
   };
 }
+
+/** One fixed rate of a comparison (findRates). */
+export interface RateResult {
+  readonly lr: number;
+  /** Per step, the loss smoothed as findLr smooths it. */
+  readonly smoothed: number[];
+  /** The mean loss of the last tenth of the steps. */
+  readonly finalLoss: number;
+  /** The median over the weights of the log10 update-to-data ratio, at the last reading. */
+  readonly ratio: number;
+  /** The step it diverged at (a loss not finite), if it did. */
+  readonly diverged: number | null;
+}
+
+/**
+ * Several fixed learning rates at once, one backend each (the members of one group of
+ * replicas on a GPU): the same initialization (set by the caller) and the same batches, `steps`
+ * steps at each rate. The rate of the lowest final loss is the one to take.
+ */
+export async function findRates(
+  backends: readonly Backend[],
+  train: Examples,
+  rng: Rng,
+  o: { rates: readonly number[]; steps: number; batchSize: number; every?: number },
+): Promise<{ rates: RateResult[]; best: number | null }> {
+  const every = o.every ?? 10;
+  const [first] = backends;
+  const chunk = Math.min(first.chunkSteps, first.diagSlots * every);
+  const state = o.rates.map((lr) => ({
+    lr,
+    avg: 0,
+    smoothed: [] as number[],
+    losses: [] as number[],
+    ratio: NaN,
+    diverged: null as number | null,
+  }));
+  for (let k = 0; k < o.steps && state.some((s) => s.diverged === null); k += chunk) {
+    const n = Math.min(chunk, o.steps - k);
+    const batches = drawBatches(rng, train, n, o.batchSize);
+    const moments = Array.from({ length: n }, (_, i) => i).filter((i) => (k + i + 1) % every === 0);
+    // Every rate's chunk at once: a group runs them in the same dispatches.
+    const results = await Promise.all(
+      backends.map((b, j) => b.trainChunk(batches, new Array(n).fill(o.rates[j]), { moments })),
+    );
+    results.forEach((r, j) => {
+      const s = state[j];
+      if (s.diverged !== null) return;
+      for (let i = 0; i < n; i++) {
+        const loss = r.losses[i];
+        if (!Number.isFinite(loss)) {
+          s.diverged = k + i;
+          return;
+        }
+        s.avg = 0.98 * s.avg + 0.02 * loss;
+        s.smoothed.push(s.avg / (1 - 0.98 ** (k + i + 1)));
+        s.losses.push(loss);
+        const m = r.moments.get(i);
+        if (m) {
+          const logs = m.map((t) => updateRatio(t, s.lr)).filter(Number.isFinite).sort((a, b) =>
+            a - b
+          );
+          s.ratio = logs[Math.floor(logs.length / 2)];
+        }
+      }
+    });
+  }
+  const rates = state.map((s): RateResult => {
+    const tail = s.losses.slice(-Math.max(1, Math.floor(s.losses.length / 10)));
+    return {
+      lr: s.lr,
+      smoothed: s.smoothed,
+      finalLoss: s.diverged !== null ? NaN : tail.reduce((a, b) => a + b, 0) / tail.length,
+      ratio: s.ratio,
+      diverged: s.diverged,
+    };
+  });
+  const ok = rates.filter((r) => Number.isFinite(r.finalLoss));
+  const best = ok.length ? ok.reduce((a, b) => a.finalLoss <= b.finalLoss ? a : b).lr : null;
+  return { rates, best };
+}

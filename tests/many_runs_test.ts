@@ -252,3 +252,39 @@ testWith(
     });
   },
 );
+
+testWith(NEEDS, "many runs: lr-find --rates trains each rate as its own replica", async () => {
+  await inTempDir(async (dir) => {
+    const find = (rates: string, out: string) =>
+      tool("lr_find.ts", [
+        "--data",
+        `${dir}/names.txt`,
+        "--preset",
+        "lecture",
+        "--hidden",
+        "16",
+        "--steps",
+        "120",
+        "--rates",
+        rates,
+        "--out",
+        `${dir}/${out}`,
+        "--json",
+      ]);
+    const a = await find("0.05,0.3,1e6", "a");
+    assertEquals(a.code, 0, a.stderr);
+    const b = await find("1e6,0.3,0.05", "b");
+    assertEquals(b.code, 0, b.stderr);
+    type Rate = { lr: number; finalLoss: number | null; ratio: number; diverged: number | null };
+    const byRate = (r: CliResult) =>
+      Object.fromEntries(
+        (JSON.parse(r.stdout.trim().split("\n").at(-1)!).rates as Rate[]).map((q) => [q.lr, q]),
+      );
+    // The same rate in another slot of the group trains the same: its own replica.
+    assertEquals(byRate(a), byRate(b));
+    const best = JSON.parse(a.stdout.trim().split("\n").at(-1)!).best;
+    assert(best === 0.05 || best === 0.3, `best ${best}`);
+    const bad = await find("0.1", "c");
+    oneLineError(bad, /--rates: 2 to 256 learning rates/);
+  });
+});

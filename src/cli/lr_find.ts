@@ -4,7 +4,7 @@ import { openBackend } from "../backend.ts";
 import { makeDataset, parseWords } from "../data.ts";
 import { lines } from "../figures.ts";
 import { readUserFile, writeFileAtomic } from "../files.ts";
-import { findLr } from "../lr_find.ts";
+import { findLr, findRates } from "../lr_find.ts";
 import { initModel, type PresetName, PRESETS } from "../model.ts";
 import { writeFigures } from "../plots.ts";
 import { Rng } from "../rng.ts";
@@ -12,6 +12,12 @@ import { validateTraining } from "../training.ts";
 import { outputDir, runCommand } from "./common.ts";
 import { defineCommand, type FlagGroups, UsageError, type Values } from "./flags.ts";
 import { DEFAULT_DATA, resolveModel, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
+import type { Backend, KernelChoice } from "../backend.ts";
+import type { Dataset } from "../data.ts";
+import { C } from "../gpu/abi.ts";
+import { ReplicaGroup } from "../gpu/group.ts";
+import type { ModelConfig } from "../model.ts";
+import { parseNumber, RULES } from "../settings.ts";
 
 const T = TRAIN_FLAGS;
 const model = T["Model (defaults from --preset)"];
@@ -49,6 +55,13 @@ const FLAGS = {
       default: "lr-find",
     },
     json: { kind: "bool", help: "print the result as JSON" },
+    rates: {
+      kind: "string",
+      arg: "X,X,...",
+      help: "instead of the ramp: --steps steps at each of these fixed rates, all at once (one " +
+        "group of replicas on WebGPU: the same initialization and batches), and the rate of " +
+        "the lowest final loss",
+    },
   },
   Data: { data: T["Data and output"].data },
   "Model (defaults from --preset)": model,
@@ -86,6 +99,10 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
   const config = { ...m, vocabSize: dataset.vocab.size };
   validateTraining(config, { ...preset.train, batchSize }, dataset);
   await outputDir(values.out);
+  if (values.rates !== undefined) {
+    await compareRates(values, config, dataset, seed, batchSize);
+    return;
+  }
   const backend = await openBackend({
     kind: values.backend as "webgpu" | "cpu",
     config,
@@ -170,6 +187,88 @@ async function main(values: Values<typeof command.groups>): Promise<void> {
     );
   } finally {
     backend.destroy();
+  }
+}
+
+/** --rates: the fixed rates' runs at once, their final losses and ratios, and the best. */
+async function compareRates(
+  values: Values<typeof command.groups>,
+  config: ModelConfig,
+  dataset: Dataset,
+  seed: number,
+  batchSize: number,
+): Promise<void> {
+  const rates = values.rates!.split(",").map((t) => {
+    const v = parseNumber(RULES.lr, t);
+    if (typeof v !== "number") throw new UsageError(`--rates: a learning rate ${v.error}`);
+    return v;
+  });
+  if (rates.length < 2 || rates.length > C.MAX_REPLICAS) {
+    throw new UsageError(`--rates: 2 to ${C.MAX_REPLICAS} learning rates, comma-separated`);
+  }
+  const kind = values.backend as "webgpu" | "cpu";
+  const kernels = values.kernels as KernelChoice;
+  const group = ReplicaGroup.create(rates.length, { kernels });
+  const opts = { kind, config, batchSize, kernels };
+  const backends: Backend[] = [];
+  try {
+    for (let i = 0; i < rates.length; i++) {
+      backends.push(kind === "webgpu" ? await group.join(i, opts) : await openBackend(opts));
+    }
+    const init = initModel(config, new Rng((seed + 1) >>> 0));
+    for (const b of backends) b.setParams(init.params, init.buffers);
+    const r = await findRates(backends, dataset.examples.train, new Rng((seed + 2) >>> 0), {
+      rates,
+      steps: values.steps,
+      batchSize,
+    });
+    await writeFileAtomic(`${values.out}/lr-find.json`, JSON.stringify(r) + "\n");
+    const figures = await writeFigures(
+      values.out,
+      new Map([[
+        "lr-find-rates",
+        lines(
+          "Loss (smoothed) at each learning rate",
+          { x: "step", y: "loss" },
+          r.rates.map((q) => ({
+            label: `lr ${q.lr}`,
+            points: q.smoothed.map((y, i) => ({ x: i + 1, y })),
+          })),
+        ),
+      ]]),
+    );
+    if (values.json) {
+      console.log(
+        JSON.stringify({ best: r.best, rates: r.rates.map(({ smoothed: _, ...q }) => q) }),
+      );
+      return;
+    }
+    console.log(
+      `learning rate   final loss   update:data (log10, median) after ${values.steps} steps`,
+    );
+    for (const q of r.rates) {
+      const loss = q.diverged !== null
+        ? `diverged at step ${q.diverged + 1}`
+        : q.finalLoss.toFixed(4);
+      console.log(
+        `${q.lr.toExponential(2).padStart(13)}   ${loss.padStart(10)}   ${
+          q.ratio.toFixed(2).padStart(8)
+        }`,
+      );
+    }
+    console.log(
+      r.best === null
+        ? "no rate trained: every one diverged (try smaller ones)"
+        : `lowest final loss at learning rate ${r.best}`,
+    );
+    console.log(
+      `wrote ${values.out}/lr-find.json, ${
+        [...figures.keys()].map((f) => `${values.out}/${f}.png`).join(", ")
+      }`,
+    );
+  } finally {
+    for (const b of backends) b.destroy();
+    for (let i = 0; i < rates.length; i++) group.leave(i);
   }
 }
 
