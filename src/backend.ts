@@ -8,8 +8,10 @@
 import type { Examples } from "./data.ts";
 import type { Moments, Snapshot } from "./diagnostics.ts";
 import { openCpuBackend } from "./cpu/backend.ts";
+import { C } from "./gpu/abi.ts";
 import { openGpuBackend } from "./gpu/backend.ts";
 import type { GpuMessages } from "./gpu/device.ts";
+import { ReplicaGroup } from "./gpu/group.ts";
 import type { ModelConfig } from "./model.ts";
 
 export type BackendKind = "webgpu" | "cpu";
@@ -92,3 +94,27 @@ export interface BackendOptions {
 export function openBackend(opts: BackendOptions): Promise<Backend> {
   return opts.kind === "cpu" ? Promise.resolve(openCpuBackend(opts.config)) : openGpuBackend(opts);
 }
+
+/**
+ * Runs of one shape trained together on one device, in the same dispatches (src/gpu/group.ts):
+ * member i's backend is `join(i, ...)`; a member that will ask nothing more (it never started,
+ * or it failed) `leave`s, so that the others do not wait for it.
+ */
+export interface BackendGroup {
+  join(i: number, opts: BackendOptions): Promise<Backend>;
+  leave(i: number): void;
+}
+
+/** A group of `replicas` runs on WebGPU (the device opens when the first joins). */
+export function openGroup(
+  replicas: number,
+  opts: { kernels?: KernelChoice; messages?: GpuMessages } = {},
+): BackendGroup {
+  return ReplicaGroup.create(replicas, opts);
+}
+
+/** The most runs one group takes. */
+export const MAX_REPLICAS = C.MAX_REPLICAS;
+export { shapeKey } from "./gpu/group.ts";
+export { AUTO_REPLICAS, maxReplicas } from "./gpu/plan.ts";
+export { adapterIsFallback } from "./gpu/device.ts";

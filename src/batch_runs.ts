@@ -30,10 +30,13 @@ import {
   runFilesIn,
 } from "./run_dir.ts";
 import { describe, differences, identityOf, type RunIdentity } from "./run_setup.ts";
-import type { BackendKind, KernelChoice } from "./backend.ts";
-import { shapeKey } from "./gpu/group.ts";
-import { maxReplicas } from "./gpu/plan.ts";
-import { adapterIsFallback } from "./gpu/device.ts";
+import {
+  adapterIsFallback,
+  type BackendKind,
+  type KernelChoice,
+  maxReplicas,
+  shapeKey,
+} from "./backend.ts";
 
 /** What a run is asked to be: its identity, with the data named by path. */
 export interface AskedRun extends Omit<RunIdentity, "dataSha256"> {

@@ -6,8 +6,7 @@
  * them all at a chunk boundary, each with its checkpoint, and --resume continues each.
  */
 
-import type { BackendOptions, KernelChoice } from "./backend.ts";
-import { ReplicaGroup } from "./gpu/group.ts";
+import { type BackendOptions, type KernelChoice, openGroup } from "./backend.ts";
 import { run, type RunOptions, type RunReporter, type RunResult } from "./run.ts";
 
 export function runGroup(
@@ -16,7 +15,7 @@ export function runGroup(
   signal?: AbortSignal,
   kernels: KernelChoice = "auto",
 ): Promise<PromiseSettledResult<RunResult>[]> {
-  const group = ReplicaGroup.create(list.length, { kernels });
+  const group = openGroup(list.length, { kernels });
   return Promise.allSettled(list.map(async (opts, i) => {
     try {
       return await run(opts, reporters[i], signal, (o: BackendOptions) => group.join(i, o));

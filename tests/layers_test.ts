@@ -15,12 +15,12 @@ const LAYERS: [string, RegExp][] = [
   // Models on a backend, and what only needs a model.
   [
     "model and backends",
-    /^(cpu\/(model|backend)|gpu\/(model|backend|selftest|kernel_check|passes|speed)|backend|sample)\.ts$/,
+    /^(cpu\/(model|backend)|gpu\/(model|backend|selftest|kernel_check|replica_check|passes|speed|group)|backend|sample)\.ts$/,
   ],
   // Training: the portable loop, and around it the run directory and figures.
   [
     "run",
-    /^(training|figures|run|run_dir|run_setup|files|plots|batch_runs|sweep|experiments|lr_find|lab\/.*)\.ts$/,
+    /^(training|figures|run|run_group|run_dir|run_setup|files|plots|batch_runs|sweep|experiments|lr_find|lab\/.*)\.ts$/,
   ],
   ["commands", /^cli\/.*\.ts$/],
 ];

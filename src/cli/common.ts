@@ -14,8 +14,7 @@ import {
   UsageError,
   type Values,
 } from "./flags.ts";
-import { C } from "../gpu/abi.ts";
-import { AUTO_REPLICAS } from "../gpu/plan.ts";
+import { AUTO_REPLICAS, MAX_REPLICAS } from "../backend.ts";
 import { resolveOptions, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
 
 /**
@@ -74,9 +73,9 @@ export const BATCH_FLAGS = {
 export function replicasOf(value: string): number | "auto" {
   if (value === "auto") return value;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > C.MAX_REPLICAS) {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_REPLICAS) {
     throw new UsageError(
-      `--replicas: 'auto' or a whole number from 1 to ${C.MAX_REPLICAS}, not '${value}'`,
+      `--replicas: 'auto' or a whole number from 1 to ${MAX_REPLICAS}, not '${value}'`,
     );
   }
   return n;

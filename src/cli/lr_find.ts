@@ -1,6 +1,5 @@
 /** `deno task lr-find`: the learning-rate range test, and a suggestion; see --help. */
 
-import { openBackend } from "../backend.ts";
 import { makeDataset, parseWords } from "../data.ts";
 import { lines } from "../figures.ts";
 import { readUserFile, writeFileAtomic } from "../files.ts";
@@ -12,10 +11,14 @@ import { validateTraining } from "../training.ts";
 import { outputDir, runCommand } from "./common.ts";
 import { defineCommand, type FlagGroups, UsageError, type Values } from "./flags.ts";
 import { DEFAULT_DATA, resolveModel, TRAIN_FLAGS, type TrainValues } from "./train_options.ts";
-import type { Backend, KernelChoice } from "../backend.ts";
+import {
+  type Backend,
+  type KernelChoice,
+  MAX_REPLICAS,
+  openBackend,
+  openGroup,
+} from "../backend.ts";
 import type { Dataset } from "../data.ts";
-import { C } from "../gpu/abi.ts";
-import { ReplicaGroup } from "../gpu/group.ts";
 import type { ModelConfig } from "../model.ts";
 import { parseNumber, RULES } from "../settings.ts";
 
@@ -203,12 +206,12 @@ async function compareRates(
     if (typeof v !== "number") throw new UsageError(`--rates: a learning rate ${v.error}`);
     return v;
   });
-  if (rates.length < 2 || rates.length > C.MAX_REPLICAS) {
-    throw new UsageError(`--rates: 2 to ${C.MAX_REPLICAS} learning rates, comma-separated`);
+  if (rates.length < 2 || rates.length > MAX_REPLICAS) {
+    throw new UsageError(`--rates: 2 to ${MAX_REPLICAS} learning rates, comma-separated`);
   }
   const kind = values.backend as "webgpu" | "cpu";
   const kernels = values.kernels as KernelChoice;
-  const group = ReplicaGroup.create(rates.length, { kernels });
+  const group = openGroup(rates.length, { kernels });
   const opts = { kind, config, batchSize, kernels };
   const backends: Backend[] = [];
   try {

@@ -6,10 +6,9 @@
  * their histograms side by side, each run in its colour (RUN_COLOURS) everywhere.
  */
 
-import type { Backend, BackendOptions } from "../backend.ts";
+import { type Backend, type BackendOptions, openGroup } from "../backend.ts";
 import { makeDataset } from "../data.ts";
 import { UserError } from "../errors.ts";
-import { ReplicaGroup } from "../gpu/group.ts";
 import { initModel, type ModelConfig } from "../model.ts";
 import { Rng } from "../rng.ts";
 import { type NumberRule, parseNumber, RULES } from "../settings.ts";
@@ -124,7 +123,7 @@ export class Comparison {
     open?: (i: number, o: BackendOptions) => Promise<Backend>,
   ): Promise<void> {
     if (this.#done) return this.#done;
-    const group = ReplicaGroup.create(this.runs.length, { messages: BROWSER_MESSAGES });
+    const group = openGroup(this.runs.length, { messages: BROWSER_MESSAGES });
     const join = open ?? ((i: number, o: BackendOptions) => group.join(i, o));
     const signal = this.#stop.signal;
     this.#done = Promise.all(this.runs.map(async (run, i) => {
