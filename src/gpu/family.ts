@@ -122,11 +122,18 @@ export function forward(plan: Plan, rows: number, train: boolean): Dispatch[] {
 /**
  * The loss dispatch both families use (the same cross_entropy kernel): one workgroup when
  * training (the batch's loss and gradient), else an invocation per row, each writing its loss.
+ *
+ * Evaluation runs it as a pipeline of its own, `crossEntropyEval`, the same code: on Mesa
+ * 22.3's llvmpipe, a training dispatch of the pipeline that had last run an evaluation pass (of
+ * more rows than the batch) computed the output BatchNorm's gradient otherwise, so a run with an
+ * evaluation between two steps trained differently from one without (a resumed run differed in
+ * the 8th digit; tests/training_test.ts). Even an evaluation dispatch that returned at once did
+ * it; Mesa 25.0.7 does not. Two pipelines keep the two kinds of dispatch apart.
  */
 export function lossDispatch(plan: Plan, rows: number, train: boolean, wg: number): Dispatch {
   return {
     role: "loss",
-    kernel: "crossEntropy",
+    kernel: train ? "crossEntropy" : "crossEntropyEval",
     op: plan.ops.length - 1,
     groups: [train ? 1 : Math.ceil(rows / wg), 1],
     rows,

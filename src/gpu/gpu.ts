@@ -65,7 +65,9 @@ const ENTRY_POINTS: Record<string, EntryPoint> = {
   matmulForward: entry("gpu/linear.wgsl", "matmul_forward", GPU_WG),
   matmulBackward: entry("gpu/linear.wgsl", "matmul_backward", GPU_WG, { DIAG: 0 }),
   matmulBackwardDiag: entry("gpu/linear.wgsl", "matmul_backward", GPU_WG, { DIAG: 1 }),
+  // The loss's evaluation passes get a pipeline of their own (family.ts, lossDispatch).
   crossEntropy: entry("cross_entropy.wgsl", "cross_entropy", CE_WG),
+  crossEntropyEval: entry("cross_entropy.wgsl", "cross_entropy", CE_WG),
   batchnormBackward: entry("batchnorm_backward.wgsl", "batchnorm_backward", BN_WG),
 };
 
@@ -180,6 +182,7 @@ export const gpu: KernelFamily = {
         return Math.max(dw, dx);
       }
       case "crossEntropy":
+      case "crossEntropyEval":
         return crossEntropyIterations(plan, d, CE_WG);
       case "batchnormBackward":
         return apartIterations(plan, d, BN_WG);

@@ -84,7 +84,9 @@ const ENTRY_POINTS: Record<string, EntryPoint> = Object.fromEntries([
   ]),
   ...variants("linearForward", "linear.wgsl", "linear_forward", WX * WY, ["WINDOWS"]),
   ...variants("linearBackward", "linear.wgsl", "linear_backward", WX * WY, ["WINDOWS", "DIAG"]),
+  // The loss's evaluation passes get a pipeline of their own (family.ts, lossDispatch).
   ...variants("crossEntropy", "cross_entropy.wgsl", "cross_entropy", CE_WG, []),
+  ...variants("crossEntropyEval", "cross_entropy.wgsl", "cross_entropy", CE_WG, []),
   ...variants("batchnormBackward", "batchnorm_backward.wgsl", "batchnorm_backward", BN_WG, []),
 ]);
 
@@ -212,7 +214,7 @@ export const software: KernelFamily = {
     const diag = d.kernel.endsWith("Diag");
     if (d.kernel.startsWith("linearForward")) return forwardIterations(plan, d);
     if (d.kernel.startsWith("linearBackward")) return backwardIterations(plan, d, diag);
-    if (d.kernel === "crossEntropy") {
+    if (d.kernel.startsWith("crossEntropy")) {
       return crossEntropyIterations(plan, d, CE_WG);
     }
     if (d.kernel === "batchnormBackward") return apartIterations(plan, d, BN_WG);
