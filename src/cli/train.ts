@@ -47,7 +47,9 @@ Ctrl-C quits at once, keeping the last checkpoint.
 Runs trained at once (--seeds, --runs) share one device: each step of every run goes in the
 same dispatches, and each run is exactly what it would be alone (its directory, checkpoint,
 log and losses). Their settings may differ in what keeps the shapes (seed, learning rate and
-schedule, initialization, BatchNorm momentum); a run that goes NaN stops alone.`,
+schedule, initialization, BatchNorm momentum); a run that goes NaN stops alone. On a software
+adapter (llvmpipe) a group is no faster than its runs one after another: the design pays on a
+GPU (BENCHMARKS.md).`,
 });
 
 type CommandValues = Values<typeof command.groups>;
