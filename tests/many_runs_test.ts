@@ -145,6 +145,15 @@ testWith(NEEDS, "many runs: bad --seeds and --runs input is one line, before any
       await tool("train.ts", ["--runs", `${dir}/flag.json`]),
       /flag\.json, run 1: .*--lr/,
     );
+    // A run may name the group's kernels only as they are.
+    await Deno.writeTextFile(
+      `${dir}/kernels.json`,
+      JSON.stringify([[...data, "--out", `${dir}/k`, "--kernels", "software"]]),
+    );
+    oneLineError(
+      await tool("train.ts", ["--runs", `${dir}/kernels.json`, "--kernels", "gpu"]),
+      /kernels\.json, run 1: --kernels software is not the group's \(gpu\)/,
+    );
     // Runs of two shapes cannot share dispatches: the second fails, the first trains.
     await Deno.writeTextFile(
       `${dir}/shapes.json`,

@@ -291,13 +291,18 @@ async function groupOptions(values: CommandValues): Promise<{ label: string; opt
         throw new UserError(`${where}: give it its own --out`);
       }
       const opts = await resolveOptions(v);
-      // The group's device and kernels are every run's.
+      // The group's device and kernels are every run's: a run may name them only as they are
+      // (a resumed one, whose flags are just --out and --resume, takes the group's kernels).
       for (const f of ["backend", "kernels"] as const) {
-        if (opts[f] !== values[f]) {
+        const named = args.some((a) => a === `--${f}` || a.startsWith(`--${f}=`));
+        if (named && opts[f] !== values[f]) {
           throw new UserError(`${where}: --${f} ${opts[f]} is not the group's (${values[f]})`);
         }
       }
-      return { label: opts.outDir, opts };
+      return {
+        label: opts.outDir,
+        opts: { ...opts, kernels: values.kernels as RunOptions["kernels"] },
+      };
     }));
   }
   const first = values.seed ?? DEFAULT_SEED;

@@ -72,6 +72,8 @@ export class ReplicaGroup {
   #order = 0;
   /** The pass running now (and what follows it): passes never overlap. */
   #chain: Promise<void> = Promise.resolve();
+  /** Resolved when member r has joined or left: members join in order, so "first" is run 0. */
+  readonly #settled: PromiseWithResolvers<void>[];
 
   private constructor(
     replicas: number,
@@ -81,6 +83,7 @@ export class ReplicaGroup {
     this.#open = open;
     this.#present = Array(replicas).fill(true);
     this.#queues = Array.from({ length: replicas }, () => []);
+    this.#settled = Array.from({ length: replicas }, () => Promise.withResolvers<void>());
   }
 
   /**
@@ -110,11 +113,14 @@ export class ReplicaGroup {
   }
 
   /**
-   * Member r's backend, for a model of the group's shape (the first to join sets it). Its own
+   * Member r's backend, for a model of the group's shape (run 0's, or the first that did not leave
+   * before joining: members join in order). Its own
    * BatchNorm momentum comes from its config.
    */
   async join(r: number, opts: BackendOptions): Promise<Backend> {
     if (opts.kind !== "webgpu") throw new Error("a group of replicas trains on WebGPU");
+    // The group's shape is its first run's, whichever is ready first.
+    if (r > 0) await this.#settled[r - 1].promise;
     const key = shapeKey(opts.config, opts.batchSize);
     this.#key ??= key;
     if (key !== this.#key) {
@@ -130,6 +136,7 @@ export class ReplicaGroup {
       throw e;
     }
     model.setMomentum(r, opts.config.bnMomentum);
+    this.#settled[r].resolve();
     return new Member(this, r, model, describeAdapter(this.#gpu!.adapter));
   }
 
@@ -137,6 +144,7 @@ export class ReplicaGroup {
   leave(r: number): void {
     if (!this.#present[r]) return;
     this.#present[r] = false;
+    this.#settled[r].resolve();
     for (const p of this.#queues[r].splice(0)) p.reject(new Error("left the group"));
     if (this.#present.some(Boolean)) {
       this.#dispatch();
