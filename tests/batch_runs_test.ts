@@ -5,35 +5,12 @@
  * any run. Runs are held at a step (MAKEMORE_HOLD_AT_STEP) where a test must find them running.
  */
 
-import names from "../data/names.txt" with { type: "text" };
 import { FAILED_FILE } from "../src/batch_runs.ts";
 import { decodeCheckpoint } from "../src/checkpoint.ts";
 import { exists } from "../src/files.ts";
 import { checkLock } from "../src/run_dir.ts";
-import { assert, assertEquals, type CliResult, runCli, spawnHeld, testWith } from "./util.ts";
-
-const NEEDS = ["read", "write", "run", "env"] as const;
-const tiny = names.split("\n").slice(0, 400).join("\n") + "\n";
-const ALL = ["--allow-read", "--allow-write", "--allow-run", "--allow-env"];
-const tool = (script: string, args: string[]) => runCli(script, args, { permissions: ALL });
-
-async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "makemore-batch-" });
-  try {
-    await Deno.writeTextFile(`${dir}/names.txt`, tiny);
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function oneLineError(r: CliResult, pattern: RegExp): void {
-  assert(r.code !== 0, `expected a failure:\n${r.stdout}`);
-  const lines = r.stderr.trim().split("\n");
-  assertEquals(lines.length, 1, r.stderr);
-  assert(lines[0].startsWith("error: "), lines[0]);
-  assert(pattern.test(lines[0]), `'${lines[0]}' does not match ${pattern}`);
-}
+import { assert, assertEquals, runCli, spawnHeld, testWith } from "./util.ts";
+import { ALL, inTempDir, lectureOn, NEEDS, oneLineError, tiny, tool } from "./cli_batch.ts";
 
 const statuses = async (dir: string) =>
   JSON.parse(await Deno.readTextFile(`${dir}/sweep.json`)).rows.map((r: { status: string }) =>
@@ -44,11 +21,7 @@ const statuses = async (dir: string) =>
 const lectureSweep = (dir: string, ...flags: string[]) => [
   "--out",
   `${dir}/s`,
-  "--data",
-  `${dir}/names.txt`,
-  "--preset",
-  "lecture",
-  ...flags,
+  ...lectureOn(dir, ...flags),
 ];
 
 /** A sweep in the background whose runs hold at step 1; resolves once one of them holds. */

@@ -6,32 +6,10 @@
  * is one line, before any run.
  */
 
-import names from "../data/names.txt" with { type: "text" };
 import { decodeCheckpoint } from "../src/checkpoint.ts";
 import { exists } from "../src/files.ts";
-import { assert, assertEquals, type CliResult, runCli, spawnHeld, testWith } from "./util.ts";
-
-const NEEDS = ["read", "write", "run", "env"] as const;
-const tiny = names.split("\n").slice(0, 400).join("\n") + "\n";
-const ALL = ["--allow-read", "--allow-write", "--allow-run", "--allow-env"];
-const tool = (script: string, args: string[]) => runCli(script, args, { permissions: ALL });
-
-async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "makemore-many-" });
-  try {
-    await Deno.writeTextFile(`${dir}/names.txt`, tiny);
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function oneLineError(r: CliResult, pattern: RegExp): void {
-  assert(r.code !== 0, `expected a failure:\n${r.stdout}`);
-  const lines = r.stderr.trim().split("\n");
-  assertEquals(lines.length, 1, r.stderr);
-  assert(pattern.test(lines[0]), `'${lines[0]}' does not match ${pattern}`);
-}
+import { assert, assertEquals, type CliResult, spawnHeld, testWith } from "./util.ts";
+import { ALL, inTempDir, lectureOn, NEEDS, oneLineError, tool } from "./cli_batch.ts";
 
 /** What a run left that does not depend on how it was trained (not its timings). */
 async function outcome(dir: string) {
@@ -48,11 +26,8 @@ async function outcome(dir: string) {
 
 testWith(NEEDS, "many runs: train --seeds trains each seed as it trains alone", async () => {
   await inTempDir(async (dir) => {
-    const base = [
-      "--data",
-      `${dir}/names.txt`,
-      "--preset",
-      "lecture",
+    const base = lectureOn(
+      dir,
       "--hidden",
       "16",
       "--steps",
@@ -60,7 +35,7 @@ testWith(NEEDS, "many runs: train --seeds trains each seed as it trains alone", 
       "--samples",
       "3",
       "--no-plots",
-    ];
+    );
     const seeds = await tool("train.ts", [
       ...base,
       "--seeds",
@@ -113,7 +88,7 @@ testWith(NEEDS, "many runs: train --seeds trains each seed as it trains alone", 
 
 testWith(NEEDS, "many runs: bad --seeds and --runs input is one line, before any run", async () => {
   await inTempDir(async (dir) => {
-    const data = ["--data", `${dir}/names.txt`, "--preset", "lecture", "--steps", "50"];
+    const data = lectureOn(dir, "--steps", "50");
     oneLineError(
       await tool("train.ts", [...data, "--seeds", "2", "--backend", "cpu", "--out", `${dir}/a`]),
       /^error: runs at once share a WebGPU device: not with --backend cpu/,
@@ -181,10 +156,7 @@ testWith(
       const grid = (out: string, ...more: string[]) => [
         "--out",
         out,
-        "--data",
-        `${dir}/names.txt`,
-        "--preset",
-        "lecture",
+        ...lectureOn(dir),
         "--hidden",
         "16",
         "--lr",
@@ -224,10 +196,7 @@ testWith(
       const args = [
         "--out",
         `${dir}/s`,
-        "--data",
-        `${dir}/names.txt`,
-        "--preset",
-        "lecture",
+        ...lectureOn(dir),
         "--lr",
         "0.05,0.1,0.2",
         "--steps",
@@ -266,10 +235,7 @@ testWith(NEEDS, "many runs: lr-find --rates trains each rate as its own replica"
   await inTempDir(async (dir) => {
     const find = (rates: string, out: string) =>
       tool("lr_find.ts", [
-        "--data",
-        `${dir}/names.txt`,
-        "--preset",
-        "lecture",
+        ...lectureOn(dir),
         "--hidden",
         "16",
         "--steps",
