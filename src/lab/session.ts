@@ -226,22 +226,36 @@ export class Session {
     this.#setPhase("starting");
     return this.#serial(async () => {
       if (generation !== this.#generation) return; // a Reset came after it
-      let run: Prepared;
-      try {
-        run = this.#prepare(settings, resume);
-      } catch (e) {
-        this.#setPhase(before); // the run there was, if any, is as it was
-        throw e;
-      }
-      await this.#release();
-      try {
-        await this.#setUp(run, generation);
-      } catch (e) {
-        this.#setPhase("idle");
-        throw e;
-      }
+      await this.#replace(settings, resume, before, generation);
       this.#launch(generation);
     });
+  }
+
+  /**
+   * Sets up a new run of `settings` in place of the current one (released first). Settings
+   * that are wrong leave the phase as it was (`before`: the run there was, if any, is as it
+   * was); a backend that fails to open leaves it idle.
+   */
+  async #replace(
+    settings: Settings,
+    resume: boolean,
+    before: Phase,
+    generation: number,
+  ): Promise<void> {
+    let run: Prepared;
+    try {
+      run = this.#prepare(settings, resume);
+    } catch (e) {
+      this.#setPhase(before);
+      throw e;
+    }
+    await this.#release();
+    try {
+      await this.#setUp(run, generation);
+    } catch (e) {
+      this.#setPhase("idle");
+      throw e;
+    }
   }
 
   /**
@@ -401,22 +415,8 @@ export class Session {
     const before = this.phase;
     this.#setPhase("starting");
     return this.#serial(async () => {
-      if (fresh) {
-        let run: Prepared;
-        try {
-          run = this.#prepare(settings, false);
-        } catch (e) {
-          this.#setPhase(before);
-          throw e;
-        }
-        await this.#release();
-        try {
-          await this.#setUp(run, generation);
-        } catch (e) {
-          this.#setPhase("idle");
-          throw e;
-        }
-      } else await this.#running;
+      if (fresh) await this.#replace(settings, false, before, generation);
+      else await this.#running;
       const trainer = this.trainer!;
       const backend = this.backend!;
       const was = await backend.getParams();
